@@ -1,0 +1,87 @@
+"""`demo`: the seed's disaster on an embedded SQLite database, and its repair."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from sqlalchemy.engine import Engine
+
+from .. import demo as story
+from ..config import DEFAULT_SERVICE_DOWN_TIME
+from ..db.connect import open_engine
+from ..errors import Refused
+from ..reset import build_request, reset_active_backend
+from ..status import collect
+from .errors import handled
+from .render import console
+from .reset import render_reset
+from .status import render_status
+
+
+def _step(title: str, command: str | None = None) -> None:
+    out = console()
+    out.print()
+    out.rule(f"[bold]{title}")
+    if command:
+        out.print(f"$ cinder-promote --db-url $DB {command}")
+
+
+def _reset(engine: Engine, **options: object) -> None:
+    defaults: dict[str, object] = dict(backend_host=None, cluster=None, replication_status=None,
+                                       enable_replication=False, active_backend_id=None,
+                                       enable_service=False, dry_run=False)
+    defaults.update(options)
+    request = build_request(**defaults)  # type: ignore[arg-type]
+    render_reset(reset_active_backend(engine, request, service_down_time=DEFAULT_SERVICE_DOWN_TIME))
+
+
+@handled
+def demo_command(
+    ctx: typer.Context,
+    db_path: Annotated[str, typer.Option("--db-path", help="Where to write the demo's SQLite database (replaced if present).")] = "cinder-promote-demo.sqlite",
+    volumes: Annotated[int, typer.Option("--volumes", min=1, help="Volumes on the failed-over backends.")] = 3000,
+    groups: Annotated[int, typer.Option("--groups", min=0, help="Groups on the failed-over backends.")] = 300,
+) -> None:
+    """Build Cinder's database on embedded SQLite with the seed's disaster, then promote backend B."""
+    out = console()
+    db = story.build(db_path, volumes=volumes, groups=groups)
+    out.print(f"DB={db.url}  ({db.volumes} volumes, {db.groups} groups, Cinder 29.0.0 schema)")
+    out.print(story.__doc__.split("\n\n")[1].replace("\n", " "))
+    engine = open_engine(db.url)
+    try:
+        _step("1. The disaster: Cinder says failed-over to backend-b", "status")
+        render_status(collect(engine, service_down_time=DEFAULT_SERVICE_DOWN_TIME))
+
+        _step("2. A running service is refused, with every reason, and nothing is written",
+              f"reset-active-backend --backend-host {story.HEALTHY} --enable-replication")
+        try:
+            _reset(engine, backend_host=story.HEALTHY, enable_replication=True)
+        except Refused as exc:
+            out.print(f"refused (exit {exc.exit_code}): {exc.message}")
+            for line in exc.details:
+                out.print(f"  - {line}")
+
+        _step("3. Promote B on the standalone backend: it now replicates to C",
+              f"db reset_active_backend --backend-host {story.STANDALONE} --enable-replication")
+        _reset(engine, backend_host=story.STANDALONE, enable_replication=True)
+
+        _step("4. Promote the active-active cluster: the cluster row and every member together",
+              f"reset-active-backend --cluster {story.CLUSTER} --enable-replication")
+        _reset(engine, cluster=story.CLUSTER, enable_replication=True)
+
+        _step("5. Running it again changes nothing",
+              f"reset-active-backend --cluster {story.CLUSTER} --enable-replication")
+        _reset(engine, cluster=story.CLUSTER, enable_replication=True)
+
+        _step("6. After the promotion: services still disabled and frozen until the admin starts, thaws and enables them",
+              "status")
+        render_status(collect(engine, service_down_time=DEFAULT_SERVICE_DOWN_TIME))
+    finally:
+        engine.dispose()
+    out.print()
+    out.print(f"Explore it yourself: cinder-promote --db-url {db.url} status")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo_command)

@@ -1,0 +1,40 @@
+"""The global options, stored on the Typer context by the root callback."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import typer
+from sqlalchemy.engine import Engine
+
+from ..config import DB_URL_ENV, Settings, load
+from ..db.connect import open_engine
+
+
+@dataclass
+class CliState:
+    config_files: list[str]
+    config_dir: str | None
+    db_url: str | None
+    debug: bool
+    _settings: Settings | None = field(default=None, repr=False)
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load(self.config_files, self.config_dir, self.db_url)
+        return self._settings
+
+    def engine(self) -> Engine:
+        return open_engine(self.settings().require_db_url())
+
+    def known_urls(self) -> list[str]:
+        """URLs whose passwords must be scrubbed from any message."""
+        urls = [u for u in (self.db_url, os.environ.get(DB_URL_ENV)) if u]
+        if self._settings is not None and self._settings.db_url:
+            urls.append(self._settings.db_url)
+        return urls
+
+
+def state(ctx: typer.Context) -> CliState:
+    return ctx.find_root().obj

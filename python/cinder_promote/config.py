@@ -1,0 +1,73 @@
+"""Configuration read the way Cinder reads it, with oslo.config.
+
+`--config-file` (repeatable, later wins) and `--config-dir` keep oslo.config's
+semantics, including its default search for cinder.conf (which finds
+/etc/cinder/cinder.conf when present). `--db-url` or `CINDER_PROMOTE_DB_URL`
+override `[database] connection`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from oslo_config import cfg
+
+from .errors import ConfigError
+
+DB_URL_ENV = "CINDER_PROMOTE_DB_URL"
+DEFAULT_SERVICE_DOWN_TIME = 60
+
+_OPTS = [cfg.IntOpt("service_down_time", default=DEFAULT_SERVICE_DOWN_TIME, min=1)]
+_DB_OPTS = [cfg.StrOpt("connection", secret=True)]
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_url: str | None
+    service_down_time: int
+    config_files: tuple[str, ...]
+
+    def require_db_url(self) -> str:
+        if not self.db_url:
+            where = ", ".join(self.config_files) or "no cinder.conf found"
+            raise ConfigError(
+                f"no database configured: [database] connection is not set ({where});"
+                f" give --config-file, --db-url or {DB_URL_ENV}"
+            )
+        return self.db_url
+
+
+def load(config_files: list[str] | None = None, config_dir: str | None = None, db_url: str | None = None) -> Settings:
+    conf = cfg.ConfigOpts()
+    conf.register_opts(_OPTS)
+    conf.register_opts(_DB_OPTS, group="database")
+    args: list[str] = []
+    for path in config_files or []:
+        args += ["--config-file", path]
+    if config_dir:
+        args += ["--config-dir", config_dir]
+    try:
+        conf(args=args, project="cinder", use_env=False)
+        connection = conf.database.connection
+        down_time = conf.service_down_time
+    except cfg.ConfigFilesNotFoundError as exc:
+        raise ConfigError(f"cannot read configuration: {', '.join(exc.config_files)} not found or unreadable") from None
+    except cfg.ConfigFilesPermissionDeniedError as exc:
+        raise ConfigError(f"cannot read configuration: permission denied for {', '.join(exc.config_files)}") from None
+    except cfg.ConfigDirNotFoundError as exc:
+        raise ConfigError(f"cannot read configuration: directory {exc.config_dir} not found") from None
+    except cfg.ConfigFileParseError as exc:
+        raise ConfigError(f"cannot parse configuration file {exc.config_file}: {exc.msg}") from None
+    except (cfg.ConfigFileValueError, ValueError) as exc:
+        raise ConfigError(f"invalid configuration value: {exc}") from None
+    except cfg.Error as exc:
+        raise ConfigError(f"cannot read configuration: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {exc.filename}: {exc.strerror}") from None
+    override = db_url or os.environ.get(DB_URL_ENV)
+    return Settings(
+        db_url=override or connection,
+        service_down_time=int(down_time),
+        config_files=tuple(conf.config_file or ()),
+    )

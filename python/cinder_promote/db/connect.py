@@ -1,0 +1,132 @@
+"""Opening Cinder's database from Cinder's own connection URL.
+
+Every failure to reach or recognise the database becomes a
+`DatabaseUnavailable` (exit 3) with a one-line reason; the password never
+appears in it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+
+from ..errors import ConfigError, DatabaseUnavailable
+from .schema import CINDER_TABLES
+
+
+def parse_url(raw: str) -> URL:
+    """Parse a Cinder connection URL; `mysql://` means PyMySQL when MySQLdb is absent."""
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ConfigError(f"invalid database URL {mask_text(raw, raw)!r}: expected Cinder's form, "
+                          "for example mysql+pymysql://user:password@host/cinder") from None
+    # Cinder's bare `mysql://` and `postgresql://` name whatever driver SQLAlchemy
+    # defaults to; use the one we ship when that one is not installed.
+    for bare, module, shipped in (("mysql", "MySQLdb", "mysql+pymysql"), ("postgresql", "psycopg", "postgresql+psycopg2")):
+        if url.drivername == bare and importlib.util.find_spec(module) is None:
+            url = url.set(drivername=shipped)
+    return url
+
+
+def masked(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def mask_text(text: str, raw_url: str) -> str:
+    """Remove the password of `raw_url` from `text`, whatever form it took."""
+    try:
+        password = make_url(raw_url).password
+    except ArgumentError:
+        password = None
+    if password:
+        text = text.replace(str(password), "***")
+    return text
+
+
+def _one_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
+    return lines[0] if lines else type(orig).__name__
+
+
+def _engine_options(url: URL) -> dict:
+    backend = url.get_backend_name()
+    if backend == "postgresql" and url.get_driver_name() == "psycopg2":
+        # One round trip per row otherwise (SERVERS.md, pitfalls).
+        return {"executemany_mode": "values_plus_batch", "connect_args": {"connect_timeout": 10}}
+    if backend == "mysql":
+        return {"connect_args": {"connect_timeout": 10}} if url.get_driver_name() == "pymysql" else {}
+    if backend == "sqlite":
+        # Wait for a concurrent writer's lock rather than fail at once; the
+        # compare-and-swap then decides who won.
+        return {"connect_args": {"timeout": 30}}
+    return {}
+
+
+def open_engine(raw_url: str, *, require_cinder: bool = True) -> Engine:
+    """Connect to the database at `raw_url` and check that it holds Cinder's tables."""
+    url = parse_url(raw_url)
+    shown = masked(url)
+    if url.get_backend_name() == "sqlite":
+        path = url.database
+        if path and path != ":memory:" and not path.startswith("file:") and not os.path.exists(path):
+            # sqlite3 would create an empty file and we would then call it "not Cinder's".
+            raise DatabaseUnavailable(f"cannot open database {shown}: the file {path} does not exist")
+    try:
+        engine = sa.create_engine(url, **_engine_options(url))
+    except (NoSuchModuleError, ImportError) as exc:
+        raise ConfigError(f"cannot use database {shown}: no driver for {url.drivername!r} ({_one_line(exc)})") from None
+    except ArgumentError as exc:
+        raise ConfigError(f"invalid database URL {shown}: {mask_text(_one_line(exc), raw_url)}") from None
+    try:
+        with engine.connect() as conn:
+            present = set(sa.inspect(conn).get_table_names())
+    except (DBAPIError, SQLAlchemyError) as exc:
+        engine.dispose()
+        raise DatabaseUnavailable(f"cannot reach database {shown}: {mask_text(_one_line(exc), raw_url)}") from None
+    missing = [t.name for t in CINDER_TABLES if t.name not in present]
+    if require_cinder and missing:
+        engine.dispose()
+        raise DatabaseUnavailable(
+            f"database {shown} is not a Cinder database: missing table(s) {', '.join(missing)}"
+            " (run cinder-manage db sync, or check [database] connection)"
+        )
+    return engine
+
+
+# Errors that mean "another transaction got there first": MySQL/Galera deadlock
+# (1213) and lock wait timeout (1205), PostgreSQL serialization failure and
+# deadlock, SQLite's busy lock.
+_MYSQL_RACE_CODES = {1205, 1213}
+_PG_RACE_STATES = {"40001", "40P01"}
+
+
+def lost_race(exc: BaseException) -> bool:
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _MYSQL_RACE_CODES:
+        return True
+    if getattr(orig, "pgcode", None) in _PG_RACE_STATES or getattr(orig, "sqlstate", None) in _PG_RACE_STATES:
+        return True
+    return "database is locked" in str(orig)
+
+
+@contextmanager
+def database_errors(engine: Engine) -> Iterator[None]:
+    """Turn a database failure in the middle of work into a one-line `DatabaseUnavailable`."""
+    try:
+        yield
+    except DBAPIError as exc:
+        raw = engine.url.render_as_string(hide_password=False)
+        raise DatabaseUnavailable(
+            f"database error on {masked(engine.url)}: {mask_text(_one_line(exc), raw)}"
+        ) from exc

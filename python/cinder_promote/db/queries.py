@@ -1,0 +1,107 @@
+"""The SQL on Cinder's tables: finding services and clusters, counting volumes
+and groups, and compare-and-swap writes. Cinder's semantics throughout:
+soft delete, host matching with pools, LIKE wildcards matched literally.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..models import VOLUME_BINARY, ClusterRow, ServiceRow
+from .schema import clusters, groups, services, volumes
+
+_SERVICE_COLUMNS = [getattr(services.c, f) for f in ServiceRow.__dataclass_fields__]
+_CLUSTER_COLUMNS = [getattr(clusters.c, f) for f in ClusterRow.__dataclass_fields__]
+
+
+def host_matches(column: sa.ColumnElement, value: str, *, pools: bool = True) -> sa.ColumnElement[bool]:
+    """Cinder's host matching: `X`, `X#pool`, and `X@backend...` when X has no '@'.
+
+    `startswith(autoescape=True)` escapes '%' and '_' so that they match themselves.
+    """
+    alternatives = [column == value]
+    if pools:
+        alternatives.append(column.startswith(value + "#", autoescape=True))
+    if "@" not in value:
+        alternatives.append(column.startswith(value + "@", autoescape=True))
+    return sa.or_(*alternatives)
+
+
+def _not_deleted(table: sa.Table) -> sa.ColumnElement[bool]:
+    # Exactly Cinder's filter, so that the (deleted, host) index serves it.
+    return table.c.deleted == sa.false()
+
+
+def _service(row: sa.Row) -> ServiceRow:
+    return ServiceRow(**row._mapping)
+
+
+def _cluster(row: sa.Row) -> ClusterRow:
+    return ClusterRow(**row._mapping)
+
+
+def volume_services(conn: Connection, host: str | None = None) -> list[ServiceRow]:
+    """Live cinder-volume services, all of them or those matching `host`."""
+    query = sa.select(*_SERVICE_COLUMNS).where(services.c.binary == VOLUME_BINARY, _not_deleted(services))
+    if host is not None:
+        query = query.where(host_matches(services.c.host, host, pools=False))
+    return [_service(r) for r in conn.execute(query.order_by(services.c.host, services.c.id))]
+
+
+def cluster_members(conn: Connection, cluster_name: str) -> list[ServiceRow]:
+    query = sa.select(*_SERVICE_COLUMNS).where(
+        services.c.binary == VOLUME_BINARY, _not_deleted(services), services.c.cluster_name == cluster_name
+    )
+    return [_service(r) for r in conn.execute(query.order_by(services.c.host, services.c.id))]
+
+
+def volume_clusters(conn: Connection, name: str | None = None) -> list[ClusterRow]:
+    """Live cinder-volume clusters, all of them or those matching `name`."""
+    query = sa.select(*_CLUSTER_COLUMNS).where(clusters.c.binary == VOLUME_BINARY, _not_deleted(clusters))
+    if name is not None:
+        query = query.where(host_matches(clusters.c.name, name, pools=False))
+    return [_cluster(r) for r in conn.execute(query.order_by(clusters.c.name, clusters.c.id))]
+
+
+def replication_counts(conn: Connection, table_name: str) -> list[tuple[str | None, str | None, str | None, int]]:
+    """(host, cluster_name, replication_status, count) of the live volumes or groups.
+
+    One grouped scan; the caller folds pools into their service or cluster.
+    """
+    table = {"volumes": volumes, "groups": groups}[table_name]
+    query = (
+        sa.select(table.c.host, table.c.cluster_name, table.c.replication_status, sa.func.count())
+        .where(_not_deleted(table))
+        .group_by(table.c.host, table.c.cluster_name, table.c.replication_status)
+    )
+    return [tuple(r) for r in conn.execute(query)]
+
+
+def _equals(column: sa.Column, value: Any) -> sa.ColumnElement[bool]:
+    return column.is_(None) if value is None else column == value
+
+
+def compare_and_swap(
+    conn: Connection, table_name: str, row_id: int, expected: Mapping[str, Any], new: Mapping[str, Any]
+) -> bool:
+    """`UPDATE table SET new WHERE id = row_id AND <every expected value still holds>`.
+
+    True when the row was written. This is Cinder's `conditional_update`:
+    safe on Galera, where SELECT ... FOR UPDATE is not.
+    """
+    table = {"services": services, "clusters": clusters}[table_name]
+    conditions = [table.c.id == row_id, _not_deleted(table)]
+    conditions += [_equals(table.c[name], value) for name, value in expected.items()]
+    result = conn.execute(sa.update(table).where(*conditions).values(**new))
+    return result.rowcount == 1
+
+
+def member_ids(conn: Connection, cluster_name: str) -> list[int]:
+    query = sa.select(services.c.id).where(
+        services.c.binary == VOLUME_BINARY, _not_deleted(services), services.c.cluster_name == cluster_name
+    )
+    return sorted(r[0] for r in conn.execute(query))

@@ -1,0 +1,83 @@
+"""The demo's disaster, built on an embedded SQLite database with Cinder's schema.
+
+The seed's story: backend A replicated to B; a fire destroyed A; the admin
+ran `cinder failover-host`, so Cinder says `failed-over` with
+`active_backend_id = backend-b`; backend C is now installed as B's new
+replication target. The services are stopped, disabled and frozen, ready to
+be promoted. A second, healthy backend keeps running beside them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from .db import seed
+from .models import utcnow
+
+STANDALONE = "cinder-1@replicated"
+CLUSTER = "cluster-gold@gold"
+CLUSTER_MEMBERS = ("cinder-2@gold", "cinder-3@gold")
+HEALTHY = "cinder-4@lvm"
+FAILED_OVER_TO = "backend-b"
+DISABLED_REASON = "failed over to backend-b after the loss of backend-a"
+
+
+@dataclass(frozen=True)
+class DemoDatabase:
+    path: str
+    url: str
+    volumes: int
+    groups: int
+
+
+def build(path: str, *, volumes: int = 3000, groups: int = 300) -> DemoDatabase:
+    """Create (or replace) the demo database at `path` and seed the disaster."""
+    if os.path.exists(path):
+        os.remove(path)
+    seed.create_cinder_sqlite(path)
+    url = f"sqlite:///{os.path.abspath(path)}"
+    engine = sa.create_engine(url)
+    now = utcnow()
+    stopped = now - timedelta(minutes=12)
+    failed_over = {
+        "replication_status": "failed-over", "active_backend_id": FAILED_OVER_TO,
+        "disabled": True, "disabled_reason": DISABLED_REASON, "frozen": True,
+    }
+    try:
+        with engine.begin() as conn:
+            seed.add_service(conn, STANDALONE, now=stopped, **failed_over)
+            seed.add_cluster(conn, CLUSTER, now=stopped, **failed_over)
+            for member in CLUSTER_MEMBERS:
+                seed.add_service(conn, member, now=stopped, cluster_name=CLUSTER, **failed_over)
+            seed.add_service(conn, HEALTHY, now=now)
+            # Volumes spread over the pools of the failed-over backends, half of
+            # them in the cluster; the healthy backend has its own.
+            per_target = max(volumes // 2, 1)
+            n_vol = seed.add_volumes(conn, (
+                seed.volume_row(f"{STANDALONE}#pool-{i % 4}", now=stopped, replication_status="failed-over",
+                                replication_driver_data=f"pair-{i}")
+                for i in range(per_target)
+            ))
+            n_vol += seed.add_volumes(conn, (
+                seed.volume_row(f"{CLUSTER_MEMBERS[i % 2]}#pool-0", now=stopped, cluster_name=f"{CLUSTER}#pool-0",
+                                replication_status="failed-over", replication_driver_data=f"pair-c{i}")
+                for i in range(volumes - per_target)
+            ))
+            n_vol += seed.add_volumes(conn, (
+                seed.volume_row(f"{HEALTHY}#lvm", now=now, replication_status="disabled") for _ in range(20)
+            ))
+            half = groups // 2
+            n_grp = seed.add_groups(conn, (
+                seed.group_row(STANDALONE, now=stopped, replication_status="failed-over") for _ in range(half)
+            ))
+            n_grp += seed.add_groups(conn, (
+                seed.group_row(CLUSTER_MEMBERS[0], now=stopped, cluster_name=CLUSTER, replication_status="failed-over")
+                for _ in range(groups - half)
+            ))
+    finally:
+        engine.dispose()
+    return DemoDatabase(path=path, url=url, volumes=n_vol, groups=n_grp)

@@ -1,0 +1,62 @@
+"""The exceptions of cinder-promote, and the exit code each one maps to.
+
+The command line turns every one of these into a one-line message on stderr
+and its exit code (SPEC section 4); nothing else decides exit codes.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+
+class CinderPromoteError(Exception):
+    """Base class: a failure the operator can act on, with an exit code."""
+
+    exit_code = EXIT_REFUSED
+
+    def __init__(self, message: str, *, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = list(details or [])
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidValue(CinderPromoteError, ValueError):
+    """A value given on the command line or by a driver is not acceptable (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class UsageError(CinderPromoteError):
+    """Options that contradict each other or are missing (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(CinderPromoteError):
+    """The configuration could not be read, or names no database (exit 3)."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+class DatabaseUnavailable(CinderPromoteError):
+    """The database is unreachable, refused us, or is not Cinder's (exit 3)."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+class Refused(CinderPromoteError):
+    """A precondition failed; `details` lists every failed condition (exit 1)."""
+
+
+class TargetNotFound(Refused):
+    """No live cinder-volume service or cluster matches (exit 1)."""
+
+
+class ConcurrentChange(Refused):
+    """A row changed between our read and our compare-and-swap write (exit 1)."""
