@@ -1,3 +1,5 @@
+__all__ = ["__version__", "REPLICATION_STATUSES", "FENCE_STATUS", "check_replication_status", "split_host", "check_backend_host"]
+
 __version__: str
 REPLICATION_STATUSES: list[str]
 FENCE_STATUS: str

@@ -1,0 +1,49 @@
+# The project's single entry point. The README's two commands are `make demo`
+# and `make test`; `.ci/run` runs `make test` on a fresh machine.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+
+.PHONY: demo test install venv system-deps servers cinder-venv rust-test pytest stubtest bench clean
+
+# Run the demo on the embedded SQLite default: no server, no Cinder install.
+demo: install
+	$(VENV)/bin/cinder-promote demo
+
+# Everything the tests need, then every test: Rust, stubs, and pytest on
+# SQLite, PostgreSQL and MariaDB with Cinder 29.0.0's own schema.
+test: system-deps install rust-test stubtest cinder-venv
+	@set -e; eval "$$(scripts/servers start)"; \
+	  $(PY) -m pytest $(PYTEST_ARGS)
+
+venv:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PIP) install -q --upgrade pip
+
+# `pip install .` from the checkout: builds the Rust module with maturin and
+# installs the package with its console script.
+install: venv
+	$(PIP) install -q ".[test]"
+
+system-deps:
+	scripts/install-system-deps
+
+cinder-venv:
+	scripts/cinder-venv
+
+rust-test:
+	cargo test --quiet
+	@if cargo clippy --version >/dev/null 2>&1; then cargo clippy --quiet -- -D warnings; \
+	  else echo "cargo clippy is not installed: skipped the lint (cargo test ran)"; fi
+
+stubtest: install
+	$(PY) -m mypy.stubtest cinder_promote._native
+
+bench: install
+	@set -e; eval "$$(scripts/servers start)"; \
+	  $(PY) -m pytest benches --benchmark-enable $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) target .cache cinder-promote-demo.sqlite
