@@ -58,5 +58,19 @@ class TargetNotFound(Refused):
     """No live cinder-volume service or cluster matches (exit 1)."""
 
 
+class DriverAnswerError(CinderPromoteError):
+    """The driver's answer to update_host_replication broke the contract (exit 1).
+
+    `details` names each offending entry; nothing was written.
+    """
+
+    def __init__(self, message: str, details: list[str] | None = None) -> None:
+        super().__init__(message, details=details)
+
+
+class HookFailed(CinderPromoteError):
+    """The startup hook failed: the driver raised, or its answer was refused (exit 1)."""
+
+
 class ConcurrentChange(Refused):
     """A row changed between our read and our compare-and-swap write (exit 1)."""
