@@ -3,12 +3,20 @@
 //! Rust modules without pyo3 types, so `cargo test` covers it.
 
 pub mod error;
+pub mod planner;
 pub mod validate;
 
+use std::ptr::NonNull;
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::{ffi, intern};
+
+use planner::{Column, Entries, Entry, Id, Item, Key, PlanError, Scalar, Service, Target, UpdatesRef};
 
 pyo3::import_exception!(cinder_promote.errors, InvalidValue);
+pyo3::import_exception!(cinder_promote.errors, DriverAnswerError);
 
 fn to_py(err: error::Error) -> PyErr {
     match err {
@@ -51,6 +59,439 @@ fn check_backend_host(value: &Bound<'_, PyString>) -> PyResult<HostTuple> {
     validate::check_backend_host(&utf8(value, "host")?).map(host_tuple).map_err(to_py)
 }
 
+// ------------------------------------------------------------- the planner
+
+fn plan_error(err: PlanError) -> PyErr {
+    match err {
+        PlanError::Value(message) => PyValueError::new_err(message),
+        PlanError::Type(message) => PyTypeError::new_err(message),
+        PlanError::Refused { message, details } => DriverAnswerError::new_err((message, details)),
+    }
+}
+
+/// A string of the driver's answer: its UTF-8 text, its hash and its index in
+/// [`Extract::objects`], which holds a strong reference to it.
+#[derive(Clone, Copy)]
+struct Txt {
+    ptr: NonNull<u8>,
+    len: u32,
+    object: u32,
+    hash: u64,
+}
+
+// SAFETY: a `Txt` is a shared reference to the immutable UTF-8 buffer of a str
+// that `Extract::objects` keeps alive (see `Extract::text`).
+unsafe impl Send for Txt {}
+unsafe impl Sync for Txt {}
+
+impl planner::Text for Txt {
+    fn as_str(&self) -> &str {
+        // SAFETY: `ptr` and `len` come from a `&str` (see `Extract::text`).
+        unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(self.ptr.as_ptr(), self.len as usize)) }
+    }
+
+    fn text_hash(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// Reads the driver's answer into the planner's input while holding the GIL.
+/// Every str it borrows is kept alive in `objects` for the whole call, so the
+/// borrowed text stays valid while the GIL is released, even if another thread
+/// empties the driver's dicts meanwhile.
+struct Extract<'py> {
+    py: Python<'py>,
+    objects: Vec<Bound<'py, PyAny>>,
+    /// `__name__` of the types met, by the address of the type (kept alive).
+    type_names: planner::FastMap<usize, Txt>,
+}
+
+impl<'py> Extract<'py> {
+    fn keep(&mut self, object: &Bound<'py, PyAny>) -> u32 {
+        self.objects.push(object.clone());
+        u32::try_from(self.objects.len() - 1).expect("fewer than 2**32 objects")
+    }
+
+    /// The text of a str, or None if it has lone surrogates.
+    fn text(&mut self, value: &Bound<'py, PyString>) -> Option<Txt> {
+        let text = value.to_str().ok()?;
+        // SAFETY: a str is immutable and its UTF-8 buffer (its own data, or the
+        // cache that PyUnicode_AsUTF8AndSize fills) lives as long as the str.
+        // `keep` holds a strong reference in `self.objects`, which outlives
+        // every `Txt`: they all die in `plan_updates`, before the `Extract`.
+        Some(Txt {
+            ptr: NonNull::from(text.as_bytes()).cast(),
+            len: u32::try_from(text.len()).expect("a str shorter than 4 GiB"),
+            hash: planner::text_hash(text),
+            object: self.keep(value.as_any()),
+        })
+    }
+
+    /// `type(value).__name__`.
+    fn type_name(&mut self, value: &Bound<'py, PyAny>) -> Txt {
+        let py = self.py;
+        let kind = value.get_type();
+        let address = kind.as_ptr() as usize;
+        if let Some(name) = self.type_names.get(&address) {
+            return *name;
+        }
+        self.keep(kind.as_any());
+        let name = kind.name().unwrap_or_else(|_| PyString::new(py, "?"));
+        let name = match self.text(&name) {
+            Some(t) => t,
+            None => {
+                let lossy = PyString::new(py, &name.to_string_lossy());
+                self.text(&lossy).expect("valid UTF-8")
+            }
+        };
+        self.type_names.insert(address, name);
+        name
+    }
+
+    /// The code points of a str that is not valid UTF-8, for quoting.
+    fn code_points(&self, value: &Bound<'py, PyString>) -> PyResult<Box<[u32]>> {
+        let str_type = self.py.get_type::<PyString>();
+        let encoded = str_type.call_method1(intern!(self.py, "encode"), (value, "utf-32-le", "surrogatepass"))?;
+        let bytes = encoded.cast::<PyBytes>()?.as_bytes();
+        Ok(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    }
+
+    fn key(&mut self, key: &Bound<'py, PyAny>) -> PyResult<Key<Txt>> {
+        Ok(match key.cast::<PyString>() {
+            Ok(s) => match self.text(s) {
+                Some(t) => Key::Str(t),
+                None => Key::NotUtf8(self.code_points(s)?),
+            },
+            Err(_) => Key::Other(self.type_name(key)),
+        })
+    }
+
+    fn scalar(&mut self, value: &Bound<'py, PyAny>) -> Scalar<Txt> {
+        if value.is_none() {
+            return Scalar::Null;
+        }
+        match value.cast::<PyString>() {
+            Ok(s) => self.text(s).map_or(Scalar::NotUtf8, Scalar::Str),
+            Err(_) => Scalar::Other(self.type_name(value)),
+        }
+    }
+
+    fn item(&mut self, key: &Bound<'py, PyAny>, value: &Bound<'py, PyAny>) -> PyResult<Item<Txt>> {
+        Ok((self.key(key)?, self.scalar(value)))
+    }
+
+    fn service(&mut self, service: &Bound<'py, PyAny>) -> PyResult<Service<Txt>> {
+        if service.is_none() {
+            return Ok(Service::Null);
+        }
+        Ok(match service.cast::<PyDict>() {
+            Ok(d) => Service::Dict(d.iter().map(|(k, v)| self.item(&k, &v)).collect::<PyResult<_>>()?),
+            Err(_) => Service::NotADict(self.type_name(service)),
+        })
+    }
+
+    fn entries(&mut self, target: Target, list: &Bound<'py, PyAny>, known: &Bound<'py, PyDict>) -> PyResult<Entries<Txt>> {
+        let items: Box<dyn Iterator<Item = Bound<'py, PyAny>>> = if let Ok(l) = list.cast::<PyList>() {
+            Box::new(l.iter())
+        } else if let Ok(t) = list.cast::<PyTuple>() {
+            Box::new(t.iter())
+        } else {
+            return Ok(Entries::NotAList(self.type_name(list)));
+        };
+        let mut read = ReadList::new(self.py, target, known, list.len()?);
+        for item in items {
+            let entry = read.entry(self, &item)?;
+            read.out.entries.push(entry);
+        }
+        Ok(Entries::List(read.out))
+    }
+}
+
+/// Reads one list of the driver's answer.
+struct ReadList<'k, 'py> {
+    target: Target,
+    known: &'k Bound<'py, PyDict>,
+    id_key: Bound<'py, PyString>,
+    updates_key: Bound<'py, PyString>,
+    out: planner::List<Txt>,
+    /// Drivers share one updates dict between many entries: each is read
+    /// once. The dicts are kept alive in `objects`, so no address is reused.
+    dict_at: planner::FastMap<usize, u32>,
+    last_dict: Option<(usize, u32)>,
+    /// Each distinct status once, by its text.
+    status_at: planner::FastMap<Box<str>, u32>,
+    none_status: Option<u32>,
+}
+
+impl<'k, 'py> ReadList<'k, 'py> {
+    fn new(py: Python<'py>, target: Target, known: &'k Bound<'py, PyDict>, len: usize) -> Self {
+        let mut out = planner::List::default();
+        out.entries.reserve(len);
+        ReadList {
+            target,
+            known,
+            id_key: PyString::intern(py, target.id_key()),
+            updates_key: PyString::intern(py, "updates"),
+            out,
+            dict_at: planner::FastMap::default(),
+            last_dict: None,
+            status_at: planner::FastMap::default(),
+            none_status: None,
+        }
+    }
+
+    fn entry(&mut self, x: &mut Extract<'py>, item: &Bound<'py, PyAny>) -> PyResult<Entry<Txt>> {
+        let Ok(entry) = item.cast::<PyDict>() else {
+            return Ok(Entry::NotADict(x.type_name(item)));
+        };
+        let id = entry.get_item(&self.id_key)?;
+        let updates = entry.get_item(&self.updates_key)?;
+        let (Some(id), Some(updates), 2) = (&id, &updates, entry.len()) else {
+            let mut unexpected = Vec::new();
+            for key in entry.keys() {
+                let expected = key
+                    .cast::<PyString>()
+                    .is_ok_and(|k| k.to_str().is_ok_and(|k| k == self.target.id_key() || k == "updates"));
+                if !expected {
+                    unexpected.push(x.key(&key)?);
+                }
+            }
+            let shape = planner::BadShape { missing_id: id.is_none(), missing_updates: updates.is_none(), unexpected };
+            return Ok(Entry::BadShape(Box::new(shape)));
+        };
+        let id = match id.cast::<PyString>() {
+            Err(_) => Id::Other(x.type_name(id)),
+            Ok(s) => match x.text(s) {
+                None => Id::NotUtf8,
+                Some(t) => Id::Str { id: t, current: self.current(x, s, t)? },
+            },
+        };
+        let updates = match updates.cast::<PyDict>() {
+            Err(_) => UpdatesRef::Other(x.type_name(updates)),
+            Ok(d) => UpdatesRef::Dict(self.dict(x, d)?),
+        };
+        Ok(Entry::Dict { id, updates })
+    }
+
+    /// The status the caller's map of live rows holds for `id`, if any.
+    fn current(&mut self, x: &mut Extract<'py>, id: &Bound<'py, PyString>, text: Txt) -> PyResult<Option<u32>> {
+        let Some(status) = self.known.get_item(id)? else { return Ok(None) };
+        let fail = |type_name: Option<&str>| {
+            Err(plan_error(planner::known_status_error(self.target, planner::Text::as_str(&text), type_name)))
+        };
+        let statuses = &mut self.out.statuses;
+        if status.is_none() {
+            return Ok(Some(*self.none_status.get_or_insert_with(|| {
+                statuses.push(None);
+                (statuses.len() - 1) as u32
+            })));
+        }
+        let Ok(s) = status.cast::<PyString>() else {
+            let name = x.type_name(&status);
+            return fail(Some(planner::Text::as_str(&name)));
+        };
+        let Ok(t) = s.to_str() else { return fail(None) };
+        if let Some(&i) = self.status_at.get(t) {
+            return Ok(Some(i));
+        }
+        let kept = x.text(s).expect("valid UTF-8");
+        statuses.push(Some(kept));
+        let i = (statuses.len() - 1) as u32;
+        self.status_at.insert(t.into(), i);
+        Ok(Some(i))
+    }
+
+    /// The index of an updates dict in the list's dicts, reading it if new.
+    fn dict(&mut self, x: &mut Extract<'py>, dict: &Bound<'py, PyDict>) -> PyResult<u32> {
+        let address = dict.as_ptr() as usize;
+        if let Some((a, i)) = self.last_dict {
+            if a == address {
+                return Ok(i);
+            }
+        }
+        let index = match self.dict_at.get(&address) {
+            Some(&i) => i,
+            None => {
+                x.keep(dict.as_any());
+                for (key, value) in dict.iter() {
+                    let item = x.item(&key, &value)?;
+                    self.out.dicts.item(item);
+                }
+                let i = self.out.dicts.end();
+                self.dict_at.insert(address, i);
+                i
+            }
+        };
+        self.last_dict = Some((address, index));
+        Ok(index)
+    }
+}
+
+/// A limit as Python's `operator.index` sees it (saturated to i64), checked.
+fn limit<'py>(value: &Bound<'py, PyAny>) -> PyResult<(i64, Bound<'py, PyAny>)> {
+    // SAFETY: PyNumber_Index returns a new reference, or NULL with an exception set.
+    let index = unsafe { Bound::from_owned_ptr_or_err(value.py(), ffi::PyNumber_Index(value.as_ptr()))? };
+    let n = match index.extract::<i64>() {
+        Ok(n) => n,
+        Err(_) if index.lt(0)? => i64::MIN,
+        Err(_) => i64::MAX,
+    };
+    Ok((n, index))
+}
+
+fn check_limit(name: &str, (value, index): (i64, Bound<'_, PyAny>), min: i64) -> PyResult<usize> {
+    let shown = || index.str().map_or_else(|_| value.to_string(), |s| s.to_string_lossy().into_owned());
+    planner::check_limit(name, value, min, shown).map_err(plan_error)
+}
+
+fn known<'a, 'py>(value: &'a Bound<'py, PyAny>, target: Target) -> PyResult<&'a Bound<'py, PyDict>> {
+    value.cast::<PyDict>().map_err(|_| {
+        let name = value.get_type().name().map_or_else(|_| "?".to_string(), |n| n.to_string_lossy().into_owned());
+        plan_error(planner::known_not_a_dict(target, &name))
+    })
+}
+
+/// Turns the plan into Python objects, handing back the driver's own strings.
+struct Output<'a, 'py> {
+    py: Python<'py>,
+    objects: &'a [Bound<'py, PyAny>],
+    columns: Vec<Bound<'py, PyString>>,
+}
+
+impl<'py> Output<'_, 'py> {
+    fn value(&self, value: Option<Txt>) -> Bound<'py, PyAny> {
+        match value {
+            Some(t) => self.objects[t.object as usize].clone(),
+            None => self.py.None().into_bound(self.py),
+        }
+    }
+
+    fn column(&self, column: Column) -> &Bound<'py, PyString> {
+        &self.columns[column as usize]
+    }
+
+    fn values(&self, values: &[(Column, Option<Txt>)]) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(self.py);
+        for (column, value) in values {
+            dict.set_item(self.column(*column), self.value(*value))?;
+        }
+        Ok(dict)
+    }
+
+    fn ids(&self, ids: &[Txt]) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(self.py, ids.iter().map(|t| &self.objects[t.object as usize]))
+    }
+
+    fn kind(&self, plan: &planner::KindPlan<Txt>) -> PyResult<Bound<'py, PyDict>> {
+        let py = self.py;
+        let sets = PyList::empty(py);
+        for chunk in &plan.sets {
+            let set = PyDict::new(py);
+            set.set_item(intern!(py, "values"), self.values(&chunk.values)?)?;
+            set.set_item(intern!(py, "ids"), self.ids(&chunk.ids)?)?;
+            sets.append(set)?;
+        }
+        let rows = PyList::empty(py);
+        for chunk in &plan.rows {
+            let row = PyDict::new(py);
+            row.set_item(intern!(py, "columns"), PyList::new(py, chunk.columns.iter().map(|c| self.column(*c)))?)?;
+            row.set_item(intern!(py, "ids"), self.ids(&chunk.ids)?)?;
+            let values = PyList::empty(py);
+            for column in &chunk.values {
+                values.append(PyList::new(py, column.iter().map(|v| self.value(*v)))?)?;
+            }
+            row.set_item(intern!(py, "values"), values)?;
+            rows.append(row)?;
+        }
+        let out = PyDict::new(py);
+        out.set_item(intern!(py, "count"), plan.count)?;
+        out.set_item(intern!(py, "sets"), sets)?;
+        out.set_item(intern!(py, "rows"), rows)?;
+        Ok(out)
+    }
+
+    fn plan(&self, plan: &planner::Plan<Txt>) -> PyResult<Bound<'py, PyDict>> {
+        let py = self.py;
+        let out = PyDict::new(py);
+        out.set_item(intern!(py, "service"), self.values(&plan.service)?)?;
+        out.set_item(intern!(py, "volumes"), self.kind(&plan.volumes)?)?;
+        out.set_item(intern!(py, "groups"), self.kind(&plan.groups)?)?;
+        Ok(out)
+    }
+}
+
+/// Check a driver's answer to `update_host_replication` and plan its writes.
+/// The checking and planning run with the GIL released.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)] // the Python signature: the driver's answer and the limits
+#[pyo3(signature = (service_update, volume_updates, group_updates, known_volumes, known_groups, max_params, min_group))]
+fn plan_updates<'py>(
+    py: Python<'py>,
+    service_update: &Bound<'py, PyAny>,
+    volume_updates: &Bound<'py, PyAny>,
+    group_updates: &Bound<'py, PyAny>,
+    known_volumes: &Bound<'py, PyAny>,
+    known_groups: &Bound<'py, PyAny>,
+    max_params: &Bound<'py, PyAny>,
+    min_group: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (max_params, min_group) = (limit(max_params)?, limit(min_group)?);
+    let limits = planner::Limits {
+        max_params: check_limit("max_params", max_params, planner::MIN_MAX_PARAMS)?,
+        min_group: check_limit("min_group", min_group, planner::MIN_MIN_GROUP)?,
+    };
+    let known_volumes = known(known_volumes, Target::Volume)?;
+    let known_groups = known(known_groups, Target::Group)?;
+
+    let t0 = std::time::Instant::now();
+    let objects = Vec::with_capacity(4 * volume_updates.len().unwrap_or(0));
+    let mut extract = Extract { py, objects, type_names: planner::FastMap::default() };
+    let input = planner::Input {
+        service: extract.service(service_update)?,
+        volumes: extract.entries(Target::Volume, volume_updates, known_volumes)?,
+        groups: if group_updates.is_none() {
+            Entries::empty()
+        } else {
+            extract.entries(Target::Group, group_updates, known_groups)?
+        },
+    };
+    let t1 = std::time::Instant::now();
+    py.check_signals()?;
+    let plan = py.detach(|| planner::plan(&input, limits)).map_err(plan_error)?;
+    py.check_signals()?;
+    let t2 = std::time::Instant::now();
+    let columns = Column::ALL.iter().map(|c| PyString::intern(py, c.name())).collect();
+    let out = Output { py, objects: &extract.objects, columns }.plan(&plan)?;
+    let t3 = std::time::Instant::now();
+    drop(plan);
+    drop(input);
+    eprintln!("extract {:?} plan {:?} out {:?} drop {:?}", t1-t0, t2-t1, t3-t2, t3.elapsed());
+    Ok(out)
+}
+
+#[pyfunction]
+fn _probe<'py>(py: Python<'py>, list: &Bound<'py, PyList>, known: &Bound<'py, PyDict>, level: u32) -> PyResult<usize> {
+    let idk = PyString::intern(py, "volume_id");
+    let upk = PyString::intern(py, "updates");
+    let mut total = 0usize;
+    for e in list.iter() {
+        let d = e.cast::<PyDict>()?;
+        if level == 0 { total += d.len(); continue; }
+        let id = d.get_item(&idk)?.unwrap();
+        let up = d.get_item(&upk)?.unwrap();
+        let ids = id.cast::<PyString>()?;
+        total += ids.to_str()?.len();
+        if level == 1 { continue; }
+        if known.get_item(ids)?.is_some() { total += 1; }
+        if level == 2 { continue; }
+        for (k, v) in up.cast::<PyDict>()?.iter() {
+            total += k.cast::<PyString>()?.to_str()?.len();
+            total += v.cast::<PyString>()?.to_str()?.len();
+        }
+    }
+    Ok(total)
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -59,5 +500,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_replication_status, m)?)?;
     m.add_function(wrap_pyfunction!(split_host, m)?)?;
     m.add_function(wrap_pyfunction!(check_backend_host, m)?)?;
+    m.add_function(wrap_pyfunction!(plan_updates, m)?)?;
+    m.add_function(wrap_pyfunction!(_probe, m)?)?;
     Ok(())
 }

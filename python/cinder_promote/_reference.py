@@ -6,9 +6,11 @@ same messages; the tests run both. Only `engine.py` chooses between them.
 
 from __future__ import annotations
 
+import operator
 import unicodedata
+from typing import Any
 
-from .errors import InvalidValue
+from .errors import DriverAnswerError, InvalidValue
 
 __version__ = "0.1.0"
 
@@ -34,8 +36,15 @@ def _is_control(c: str) -> bool:
     return unicodedata.category(c) == "Cc"
 
 
+def _shown(c: str) -> str:
+    code = ord(c)
+    if 0xD800 <= code <= 0xDFFF:  # a lone surrogate: no terminal can show it
+        return f"\\u{code:04x}"
+    return f"\\x{code:02x}" if _is_control(c) else c
+
+
 def _quote(value: str) -> str:
-    return "'" + "".join(f"\\x{ord(c):02x}" if _is_control(c) else c for c in value) + "'"
+    return "'" + "".join(_shown(c) for c in value) + "'"
 
 
 def _utf8(value: str, what: str) -> None:
@@ -94,3 +103,270 @@ def check_backend_host(value: str) -> HostTuple:
             " give host@backend"
         )
     return parts
+
+
+# --------------------------------------------------------------------------
+# The update planner of the startup hook `update_host_replication` (SPEC 5).
+
+MAX_PROBLEM_LINES = 50
+MIN_MAX_PARAMS = 8
+MIN_MIN_GROUP = 1
+
+DRIVER_REPLICATION_STATUSES = frozenset(s for s in REPLICATION_STATUSES if s != FENCE_STATUS)
+VOLUME_STATUSES = frozenset(
+    {
+        "creating",
+        "available",
+        "deleting",
+        "error",
+        "error_deleting",
+        "error_managing",
+        "managing",
+        "attaching",
+        "in-use",
+        "detaching",
+        "maintenance",
+        "restoring-backup",
+        "error_restoring",
+        "reserved",
+        "awaiting-transfer",
+        "backing-up",
+        "error_backing-up",
+        "error_extending",
+        "downloading",
+        "uploading",
+        "retyping",
+        "extending",
+    }
+)
+GROUP_STATUSES = frozenset({"error", "available", "creating", "deleting", "deleted", "updating", "in-use", "error_deleting"})
+
+
+class _Rules:
+    """What a driver may write for one kind of row: column -> width, column -> valid values."""
+
+    def __init__(self, widths: dict[str, int], choices: dict[str, frozenset[str]]) -> None:
+        self.widths = widths
+        self.choices = choices
+        self.allowed = ", ".join(sorted(widths))
+
+
+_SERVICE = _Rules(
+    {"active_backend_id": 255, "replication_status": 255},
+    {"replication_status": DRIVER_REPLICATION_STATUSES},
+)
+_VOLUME = _Rules(
+    {
+        "replication_status": 255,
+        "replication_extended_status": 255,
+        "replication_driver_data": 255,
+        "provider_id": 255,
+        "provider_location": 256,
+        "provider_auth": 256,
+        "status": 255,
+    },
+    {"replication_status": DRIVER_REPLICATION_STATUSES, "status": VOLUME_STATUSES},
+)
+_GROUP = _Rules(
+    {"replication_status": 255, "status": 255},
+    {"replication_status": DRIVER_REPLICATION_STATUSES, "status": GROUP_STATUSES},
+)
+
+_MISSING = object()
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def _is_utf8(value: str) -> bool:
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _pair_problem(rules: _Rules, key: object, value: object) -> str | None:
+    """The one problem of a `key: value` pair of an update, if any."""
+    if not isinstance(key, str):
+        return f"keys must be strings, got {_type_name(key)}"
+    width = rules.widths.get(key)
+    if width is None:
+        return f"key {_quote(key)} may not be updated; allowed: {rules.allowed}"
+    if value is not None and not isinstance(value, str):
+        return f"'{key}' must be a string or None, got {_type_name(value)}"
+    if value is not None and not _is_utf8(value):
+        return f"'{key}' is not valid UTF-8"
+    if value is not None and len(value) > width:
+        return f"'{key}' is {len(value)} characters; the column holds {width}"
+    choices = rules.choices.get(key)
+    if choices is not None and value not in choices:
+        return f"invalid {key} {'None' if value is None else _quote(value)}"
+    return None
+
+
+def _check_service(service_update: object, problems: list[str]) -> dict[str, str | None]:
+    if service_update is None:
+        return {}
+    if not isinstance(service_update, dict):
+        problems.append(f"service_update: expected a dict or None, got {_type_name(service_update)}")
+        return {}
+    for key, value in service_update.items():
+        problem = _pair_problem(_SERVICE, key, value)
+        if problem:
+            problems.append(f"service_update: {problem}")
+    return dict(service_update)
+
+
+def _current_status(known: dict, name: str, ident: str) -> object:
+    """The status of a live row in the caller's map, or _MISSING."""
+    status = known.get(ident, _MISSING)
+    if status is _MISSING or status is None:
+        return status
+    if not isinstance(status, str):
+        raise TypeError(f"{name}[{_quote(ident)}] must be a string or None, got {_type_name(status)}")
+    if not _is_utf8(status):
+        raise ValueError(f"{name}[{_quote(ident)}] is not valid UTF-8")
+    return status
+
+
+def _check_entries(kind: str, answer: object, known: dict, problems: list[str]) -> list[tuple[str, object, dict]]:
+    """Check a driver's list of updates; return (id, current status, updates)
+    of the entries that passed and have something to write."""
+    name, id_key, rules = f"{kind}_updates", f"{kind}_id", _VOLUME if kind == "volume" else _GROUP
+    if not isinstance(answer, (list, tuple)):
+        problems.append(f"{name}: expected a list, got {_type_name(answer)}")
+        return []
+    first_at: dict[str, int] = {}
+    accepted = []
+    for i, entry in enumerate(answer):
+        at = f"{name}[{i}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{at}: expected a dict with '{id_key}' and 'updates', got {_type_name(entry)}")
+            continue
+        if len(entry) != 2 or id_key not in entry or "updates" not in entry:
+            if id_key not in entry:
+                problems.append(f"{at}: missing '{id_key}'")
+            if "updates" not in entry:
+                problems.append(f"{at}: missing 'updates'")
+            for key in entry:
+                if not isinstance(key, str):
+                    problems.append(f"{at}: unexpected key of type {_type_name(key)}")
+                elif key not in (id_key, "updates"):
+                    problems.append(f"{at}: unexpected key {_quote(key)}")
+            continue
+        ident, updates = entry[id_key], entry["updates"]
+        before = len(problems)
+        valid_id = False
+        current = _MISSING
+        if not isinstance(ident, str):
+            problems.append(f"{at}: {id_key} must be a string, got {_type_name(ident)}")
+        elif not _is_utf8(ident):
+            problems.append(f"{at}: {id_key} is not valid UTF-8")
+        else:
+            valid_id = True
+            current = _current_status(known, f"known_{kind}s", ident)
+        if not isinstance(updates, dict):
+            problems.append(f"{at}: updates must be a dict, got {_type_name(updates)}")
+        if valid_id:
+            if current is _MISSING:
+                problems.append(f"{at}: {kind} {_quote(ident)} is not a live {kind} of this backend")
+            first = first_at.setdefault(ident, i)
+            if first != i:
+                problems.append(f"{at}: {kind} {_quote(ident)} appears more than once (first at [{first}])")
+        if isinstance(updates, dict):
+            for key, value in updates.items():
+                problem = _pair_problem(rules, key, value)
+                if problem:
+                    problems.append(f"{at}: {problem}")
+            if len(problems) == before and updates:
+                accepted.append((ident, current, updates))
+    return accepted
+
+
+def _plan_kind(kind: str, accepted: list[tuple[str, object, dict]], max_params: int, min_group: int) -> dict[str, Any]:
+    # The final values of each entry, as sorted (column, value) pairs.
+    finals = []
+    for ident, current, updates in accepted:
+        if kind == "volume" and "status" in updates and updates["status"] != current:
+            updates = {**updates, "previous_status": current}
+        finals.append((ident, tuple(sorted(updates.items()))))
+    members: dict[tuple, list[str]] = {}
+    for ident, values in finals:
+        members.setdefault(values, []).append(ident)
+
+    sets = []
+    for values, ids in members.items():
+        if len(ids) >= min_group:
+            size = max(1, max_params - len(values))
+            for start in range(0, len(ids), size):
+                sets.append({"values": dict(values), "ids": ids[start : start + size]})
+
+    partitions: dict[tuple[str, ...], list[tuple[str, tuple]]] = {}
+    for ident, values in finals:
+        if len(members[values]) < min_group:
+            partitions.setdefault(tuple(column for column, _ in values), []).append((ident, values))
+    rows = []
+    for columns, part in partitions.items():
+        size = max(1, max_params // (len(columns) + 1))
+        for start in range(0, len(part), size):
+            chunk = part[start : start + size]
+            rows.append(
+                {
+                    "columns": list(columns),
+                    "ids": [ident for ident, _ in chunk],
+                    "values": [[values[c][1] for _, values in chunk] for c in range(len(columns))],
+                }
+            )
+    return {"count": len(finals), "sets": sets, "rows": rows}
+
+
+def _limit(name: str, value: int, minimum: int) -> int:
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def plan_updates(
+    service_update: object,
+    volume_updates: object,
+    group_updates: object,
+    known_volumes: dict[str, str | None],
+    known_groups: dict[str, str | None],
+    max_params: int,
+    min_group: int,
+) -> dict[str, Any]:
+    """Check a driver's answer to `update_host_replication` and plan its writes.
+
+    `known_volumes` and `known_groups` map the id of every live row of the
+    backend to its status. Every problem is collected; any problem refuses the
+    whole answer with DriverAnswerError. The plan: the service's columns, and
+    per kind the number of rows to write, set-based chunks of identical
+    updates (`values`, `ids`) and column-wise chunks of the others
+    (`columns`, `ids`, `values`), each within `max_params` bind parameters.
+    """
+    max_params, min_group = operator.index(max_params), operator.index(min_group)
+    _limit("max_params", max_params, MIN_MAX_PARAMS)
+    _limit("min_group", min_group, MIN_MIN_GROUP)
+    for name, known in (("known_volumes", known_volumes), ("known_groups", known_groups)):
+        if not isinstance(known, dict):
+            raise TypeError(f"{name}: expected a dict, got {_type_name(known)}")
+
+    problems: list[str] = []
+    service = _check_service(service_update, problems)
+    volumes = _check_entries("volume", volume_updates, known_volumes, problems)
+    groups = _check_entries("group", [] if group_updates is None else group_updates, known_groups, problems)
+    if problems:
+        n = len(problems)
+        details = problems[:MAX_PROBLEM_LINES]
+        if n > MAX_PROBLEM_LINES:
+            details.append(f"... and {n - MAX_PROBLEM_LINES} more problem(s)")
+        raise DriverAnswerError(f"the driver's answer was refused: {n} problem(s); nothing was written", details)
+    return {
+        "service": service,
+        "volumes": _plan_kind("volume", volumes, max_params, min_group),
+        "groups": _plan_kind("group", groups, max_params, min_group),
+    }

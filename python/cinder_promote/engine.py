@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from types import ModuleType
+from typing import Any
 
 from . import _reference
 
@@ -48,6 +49,29 @@ def split_host(value: str) -> tuple[str, str | None, str | None]:
 
 def check_backend_host(value: str) -> tuple[str, str | None, str | None]:
     return _current.check_backend_host(value)
+
+
+def plan_updates(
+    service_update: object,
+    volume_updates: object,
+    group_updates: object,
+    known_volumes: dict[str, str | None],
+    known_groups: dict[str, str | None],
+    max_params: int,
+    min_group: int,
+) -> dict[str, Any]:
+    """Check a driver's answer to `update_host_replication` and plan its writes.
+
+    The three driver values are taken as the driver returned them (any type);
+    `known_volumes` / `known_groups` map every live id of the backend to its
+    status; `max_params` is the database's bind-parameter limit (>= 8) and
+    `min_group` the smallest number of identical updates written set-based.
+    Raises DriverAnswerError naming every problem (the first 50) when the
+    answer breaks the contract. See `_reference.plan_updates` for the plan.
+    """
+    return _current.plan_updates(
+        service_update, volume_updates, group_updates, known_volumes, known_groups, max_params, min_group
+    )
 
 
 REPLICATION_STATUSES: tuple[str, ...] = tuple(_reference.REPLICATION_STATUSES)

@@ -1,19 +1,32 @@
-"""The startup hook's fence as other commands see it (SPEC section 6).
+"""The startup hook's fence and its journal lease (SPEC section 6).
 
 A service or cluster whose replication_status is `updating` is fenced. The
-fence is live while a running journal entry on it holds an unexpired lease;
-otherwise it is stale and may be taken over or cleared.
+fence is taken by a compare-and-swap on that status together with a running
+journal entry that names the holder, the lease expiry and the status before
+the fence. It is live while that lease is unexpired; a stale fence is taken
+over by a compare-and-swap on the journal entry, and the taker works from the
+status recorded before the fence.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
-from .db import journal
+from .db import journal, queries
+from .db.connect import lost_race
 from .engine import FENCE_STATUS
+from .errors import Refused
+from .models import utcnow
+from .target import Target
+
+LOG = logging.getLogger(__name__)
+OPERATION = "update-host-replication"
 
 
 @dataclass(frozen=True)
@@ -56,3 +69,147 @@ def fence_on(conn: Connection, target_kind: str, target: str, replication_status
         lease_expires_at=newest.lease_expires_at if newest else None,
         journal_ids=tuple(e.id for e in running),
     )
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A fence we hold."""
+
+    target: Target
+    journal_id: int
+    holder: str
+    lease_seconds: float
+    status_before: str | None  # what the driver is told: the status before the (first) fence
+    active_backend_id: str | None
+    taken_over_from: int | None
+
+    @property
+    def table(self) -> str:
+        return "clusters" if self.target.cluster is not None else "services"
+
+    @property
+    def row_id(self) -> int:
+        return self.target.cluster.id if self.target.cluster is not None else self.target.services[0].id
+
+
+@dataclass(frozen=True)
+class Busy:
+    """Another holder's live fence stands on the target."""
+
+    fence: Fence
+
+
+def _status_row(conn: Connection, target: Target):
+    """Re-read the row that carries the fence: the cluster's, or the service's."""
+    if target.cluster is not None:
+        rows = [c for c in queries.volume_clusters(conn, target.cluster.name) if c.id == target.cluster.id]
+    else:
+        rows = [s for s in queries.volume_services(conn, target.services[0].host) if s.id == target.services[0].id]
+    if not rows:
+        raise Refused(f"{target.label} disappeared (deleted) while taking the fence; nothing was written")
+    return rows[0]
+
+
+def acquire(engine: Engine, target: Target, *, holder: str, lease_seconds: float, attempts: int = 5) -> Lease | Busy:
+    """Take the fence on `target`, take over a stale one, or report the live one."""
+    journal.ensure_table(engine)
+    for _ in range(attempts):
+        try:
+            outcome = _try_acquire(engine, target, holder, lease_seconds)
+        except Exception as exc:
+            if not lost_race(exc):  # a Galera certification failure or deadlock: read again
+                raise
+            outcome = None
+        if outcome is not None:
+            return outcome
+    raise Refused(f"could not take the fence on {target.label}: it kept changing under us; nothing was written")
+
+
+def _try_acquire(engine: Engine, target: Target, holder: str, lease_seconds: float) -> Lease | Busy | None:
+    now = utcnow()
+    expires = now + timedelta(seconds=lease_seconds)
+    kind, table = target.kind, ("clusters" if target.cluster is not None else "services")
+    with engine.begin() as conn:
+        row = _status_row(conn, target)
+        if row.replication_status != FENCE_STATUS:
+            if not queries.set_replication(conn, table, row.id, expected_status=row.replication_status,
+                                           values={"replication_status": FENCE_STATUS}):
+                return None  # someone fenced it between our read and write: look again
+            entry_id = journal.insert(
+                conn, now=now, operation=OPERATION, target_kind=kind, target=target.name, state=journal.RUNNING,
+                holder=holder, lease_expires_at=expires, status_before=row.replication_status,
+                before={"replication_status": row.replication_status, "active_backend_id": row.active_backend_id},
+            )
+            return Lease(target, entry_id, holder, lease_seconds, row.replication_status, row.active_backend_id, None)
+        fence = fence_on(conn, kind, target.name, row.replication_status, now)
+        assert fence is not None
+        if fence.live:
+            return Busy(fence)
+        running = journal.running_entries(conn, kind, target.name)
+        if not running:
+            raise Refused(
+                f"{target.label} is fenced (replication_status 'updating') but no journal entry holds the fence;"
+                " clear it with reset-active-backend; nothing was written"
+            )
+        stale = running[0]
+        if not journal.take_over(conn, stale, now, holder):
+            return None
+        journal.mark_taken_over(conn, [e.id for e in running[1:]], now, f"lease expired; taken over by {holder}")
+        entry_id = journal.insert(
+            conn, now=now, operation=OPERATION, target_kind=kind, target=target.name, state=journal.RUNNING,
+            holder=holder, lease_expires_at=expires, status_before=stale.status_before,
+            before={"replication_status": stale.status_before, "active_backend_id": row.active_backend_id,
+                    "taken_over_from": stale.id},
+        )
+        LOG.warning("took over the stale fence on %s from %s (journal %s)", target.label, stale.holder, stale.id)
+        return Lease(target, entry_id, holder, lease_seconds, stale.status_before, row.active_backend_id, stale.id)
+
+
+def wait_until_released(engine: Engine, target: Target, timeout: float, poll: float = 1.0) -> bool:
+    """Wait for another holder's fence to go; True when it did within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with engine.connect() as conn:
+            row = _status_row(conn, target)
+            fence = fence_on(conn, target.kind, target.name, row.replication_status, utcnow())
+        if fence is None or not fence.live:
+            return fence is None
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
+
+
+class LeaseKeeper:
+    """Renews a lease from a thread of its own while the hook works.
+
+    If a renewal finds the entry no longer ours (taken over after a stall),
+    `lost` is set; the final write checks the entry again and refuses to commit.
+    """
+
+    def __init__(self, engine: Engine, lease: Lease) -> None:
+        self._engine = engine
+        self._lease = lease
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{lease.journal_id}", daemon=True)
+        self.lost = False
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        interval = max(self._lease.lease_seconds / 4, 0.2)
+        while not self._stop.wait(interval):
+            try:
+                now = utcnow()
+                with self._engine.begin() as conn:
+                    if not journal.renew(conn, self._lease.journal_id, self._lease.holder,
+                                         now + timedelta(seconds=self._lease.lease_seconds), now):
+                        self.lost = True
+                        return
+            except Exception:  # noqa: BLE001 - a failed renewal is retried; expiry is the safety net
+                LOG.warning("could not renew the lease of journal %s", self._lease.journal_id, exc_info=True)

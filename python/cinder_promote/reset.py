@@ -22,7 +22,7 @@ from .db.connect import lost_race
 from .errors import ConcurrentChange, InvalidValue, Refused, UsageError
 from .fence import Fence, fence_on
 from .models import ClusterRow, ServiceRow, utcnow
-from .target import Target, check_selector, resolve
+from .target import Target, check_selector, resolve, running_services
 
 OPERATION = "reset-active-backend"
 
@@ -143,13 +143,8 @@ def failed_preconditions(target: Target, fence: Fence | None, now: datetime, ser
             problems.append(f"cluster {c.name!r} (id {c.id}) is not disabled: cinder service-disable the cluster first")
         if not c.frozen:
             problems.append(f"cluster {c.name!r} (id {c.id}) is not frozen: cinder freeze-host it first")
+    problems += running_services(target, now, service_down_time)
     for s in target.services:
-        if s.is_up(now, service_down_time):
-            age = s.heartbeat_age(now)
-            problems.append(
-                f"service {s.host!r} (id {s.id}) is running: its last heartbeat was {age:.0f}s ago"
-                f" (service_down_time is {service_down_time}s); stop it and wait until it is down"
-            )
         if not s.disabled:
             problems.append(f"service {s.host!r} (id {s.id}) is not disabled: cinder service-disable {s.host} cinder-volume")
         if not s.frozen:

@@ -7,6 +7,7 @@ A clustered service named by `--backend-host` means its whole cluster
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
@@ -75,3 +76,15 @@ def resolve(conn: Connection, *, backend_host: str | None = None, cluster: str |
         if row is None:
             raise TargetNotFound(f"no cinder-volume cluster named {cluster!r} (deleted rows are ignored); nothing was written")
     return Target("cluster", row.name, row, tuple(queries.cluster_members(conn, row.name)))
+
+
+def running_services(target: Target, now: datetime, service_down_time: int) -> list[str]:
+    """One line for each service of the target that is up by Cinder's heartbeat rule."""
+    problems = []
+    for s in target.services:
+        if s.is_up(now, service_down_time):
+            problems.append(
+                f"service {s.host!r} (id {s.id}) is running: its last heartbeat was {s.heartbeat_age(now):.0f}s ago"
+                f" (service_down_time is {service_down_time}s); stop it and wait until it is down"
+            )
+    return problems

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import __version__
-from . import demo, reset, status
+from . import demo, hook, reset, status
 from .state import CliState
 
 app = typer.Typer(
@@ -50,6 +50,7 @@ def root(
 
 reset.register(app, db_app)
 status.register(app)
+hook.register(app)
 demo.register(app)
 
 

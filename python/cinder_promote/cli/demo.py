@@ -12,8 +12,10 @@ from ..config import DEFAULT_SERVICE_DOWN_TIME
 from ..db.connect import open_engine
 from ..errors import Refused
 from ..reset import build_request, reset_active_backend
+from ..offline import run_offline
 from ..status import collect
 from .errors import handled
+from .hook import render_hook
 from .render import console
 from .reset import render_reset
 from .status import render_status
@@ -74,8 +76,15 @@ def demo_command(
               f"reset-active-backend --cluster {story.CLUSTER} --enable-replication")
         _reset(engine, cluster=story.CLUSTER, enable_replication=True)
 
-        _step("6. After the promotion: services still disabled and frozen until the admin starts, thaws and enables them",
-              "status")
+        driver = "cinder_promote.drivers.reference:ReferenceDriver"
+        for number, selector, name in (("6", "--backend-host", story.STANDALONE), ("7", "--cluster", story.CLUSTER)):
+            _step(f"{number}. The services start: the startup hook lets the driver pair every volume with C",
+                  f"update-host-replication {selector} {name} --driver {driver} --driver-option replication_target=backend-c")
+            options = {"backend_host": name, "cluster": None} if selector == "--backend-host" else {"backend_host": None, "cluster": name}
+            render_hook(run_offline(engine, driver, {"replication_target": "backend-c"},
+                                    service_down_time=DEFAULT_SERVICE_DOWN_TIME, **options))
+
+        _step("8. B is the primary and replicates to C; the admin now thaws and re-enables the services", "status")
         render_status(collect(engine, service_down_time=DEFAULT_SERVICE_DOWN_TIME))
     finally:
         engine.dispose()

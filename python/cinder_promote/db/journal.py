@@ -123,3 +123,39 @@ def entries(conn: Connection, *, limit: int | None = None) -> list[JournalEntry]
     if limit is not None:
         query = query.limit(limit)
     return [_entry(r) for r in conn.execute(query)]
+
+
+def _held_by(entry_id: int, holder: str) -> list[sa.ColumnElement[bool]]:
+    return [journal.c.id == entry_id, journal.c.state == RUNNING, journal.c.holder == holder]
+
+
+def take_over(conn: Connection, entry: JournalEntry, now: datetime, by: str) -> bool:
+    """Mark a stale running entry taken over, only if it is still exactly as read."""
+    result = conn.execute(
+        journal.update()
+        .where(journal.c.id == entry.id, journal.c.state == RUNNING,
+               journal.c.lease_expires_at == entry.lease_expires_at, journal.c.lease_expires_at <= now)
+        .values(state=TAKEN_OVER, updated_at=now, error=f"lease expired; taken over by {by}")
+    )
+    return result.rowcount == 1
+
+
+def renew(conn: Connection, entry_id: int, holder: str, lease_expires_at: datetime, now: datetime) -> bool:
+    result = conn.execute(
+        journal.update().where(*_held_by(entry_id, holder)).values(lease_expires_at=lease_expires_at, updated_at=now)
+    )
+    return result.rowcount == 1
+
+
+def finish(
+    conn: Connection, entry_id: int, holder: str, *, state: str, now: datetime,
+    after: Any = None, counts: Any = None, error: str | None = None,
+) -> bool:
+    """End a running entry we hold; False when it is no longer ours (taken over)."""
+    result = conn.execute(
+        journal.update()
+        .where(*_held_by(entry_id, holder))
+        .values(state=state, updated_at=now, lease_expires_at=None, after_json=_dump(after),
+                counts_json=_dump(counts), error=error)
+    )
+    return result.rowcount == 1

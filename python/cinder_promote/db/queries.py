@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..models import VOLUME_BINARY, ClusterRow, ServiceRow
+from ..models import VOLUME_BINARY, ClusterRow, GroupRecord, ServiceRow, VolumeRecord
 from .schema import clusters, groups, services, volumes
 
 _SERVICE_COLUMNS = [getattr(services.c, f) for f in ServiceRow.__dataclass_fields__]
@@ -105,3 +105,46 @@ def member_ids(conn: Connection, cluster_name: str) -> list[int]:
         services.c.binary == VOLUME_BINARY, _not_deleted(services), services.c.cluster_name == cluster_name
     )
     return sorted(r[0] for r in conn.execute(query))
+
+
+def _owned_by(table: sa.Table, *, host: str | None, cluster_name: str | None) -> sa.ColumnElement[bool]:
+    """Cinder's `_get_my_resources` filter: by cluster_name when clustered, else by host (pools included)."""
+    if cluster_name is not None:
+        return host_matches(table.c.cluster_name, cluster_name)
+    assert host is not None
+    return host_matches(table.c.host, host)
+
+
+def load_volumes(conn: Connection, *, host: str | None, cluster_name: str | None) -> list[VolumeRecord]:
+    query = sa.select(volumes).where(_not_deleted(volumes), _owned_by(volumes, host=host, cluster_name=cluster_name))
+    return [VolumeRecord(r) for r in conn.execute(query.order_by(volumes.c.id))]
+
+
+def load_groups(conn: Connection, *, host: str | None, cluster_name: str | None) -> list[GroupRecord]:
+    query = sa.select(groups).where(_not_deleted(groups), _owned_by(groups, host=host, cluster_name=cluster_name))
+    return [GroupRecord(r) for r in conn.execute(query.order_by(groups.c.id))]
+
+
+def describe_ids(conn: Connection, table_name: str, ids: list[str]) -> dict[str, str]:
+    """Why ids are not ours: deleted, on which host, or absent. For error messages only."""
+    table = {"volumes": volumes, "groups": groups}[table_name]
+    found = {}
+    for row in conn.execute(sa.select(table.c.id, table.c.host, table.c.deleted).where(table.c.id.in_(ids))):
+        found[row.id] = "it is deleted" if row.deleted else f"it belongs to host {row.host!r}"
+    return {i: found.get(i, "no such id") for i in ids}
+
+
+def set_replication(
+    conn: Connection, table_name: str, row_id: int, *, expected_status: str | None, values: Mapping[str, Any]
+) -> bool:
+    """Fence and release: a compare-and-swap on replication_status alone."""
+    return compare_and_swap(conn, table_name, row_id, {"replication_status": expected_status}, values)
+
+
+def update_members(conn: Connection, cluster_name: str, values: Mapping[str, Any]) -> int:
+    query = (
+        sa.update(services)
+        .where(services.c.binary == VOLUME_BINARY, _not_deleted(services), services.c.cluster_name == cluster_name)
+        .values(**values)
+    )
+    return conn.execute(query).rowcount

@@ -88,14 +88,20 @@ def group_row(host: str, *, now: datetime | None = None, **values: Any) -> dict[
 def _insert_many(conn: Connection, table: sa.Table, rows: Iterable[Mapping[str, Any]], chunk: int = 500) -> int:
     batch: list[Mapping[str, Any]] = []
     total = 0
+
+    def flush() -> None:
+        # executemany needs the same keys in every row: fill the missing ones with NULL.
+        keys = set().union(*batch)
+        conn.execute(table.insert(), [{k: r.get(k) for k in keys} for r in batch])
+
     for row in rows:
         batch.append(row)
         if len(batch) == chunk:
-            conn.execute(table.insert(), batch)
+            flush()
             total += len(batch)
             batch = []
     if batch:
-        conn.execute(table.insert(), batch)
+        flush()
         total += len(batch)
     return total
 

@@ -1,0 +1,64 @@
+"""`update-host-replication`: the startup hook, offline."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from ..drivers import parse_options
+from ..hook import DEFAULT_LEASE_SECONDS, PHASES, HookResult
+from ..offline import run_offline
+from .errors import handled
+from .render import OutputFormat, console, new_table, print_json
+from .state import state
+
+
+class _ProgressLines:
+    """Progress on stderr: a line per step, so that logs and pipes see it too."""
+
+    def __call__(self, phase: str, message: str) -> None:
+        print(f"[{phase}] {message}", file=sys.stderr, flush=True)
+
+
+@handled
+def update_host_replication_command(
+    ctx: typer.Context,
+    driver: Annotated[str, typer.Option("--driver", help="The driver, as module:Class.")],
+    backend_host: Annotated[Optional[str], typer.Option("--backend-host", help="The stopped volume service, host@backend.")] = None,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", help="The stopped cluster: the hook runs once for all its members.")] = None,
+    driver_option: Annotated[Optional[list[str]], typer.Option("--driver-option", help="key=value passed to the driver's constructor; repeatable.")] = None,
+    lease_seconds: Annotated[float, typer.Option("--lease-seconds", min=1, help="The fence's lease; renewed while working.")] = DEFAULT_LEASE_SECONDS,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines on stderr.")] = False,
+    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+) -> None:
+    """Run the startup hook update_host_replication offline for a stopped service or cluster.
+
+    Fences the target, loads its volumes and groups, calls the driver, validates
+    and plans its answer, writes it in one transaction and releases the fence.
+    """
+    cli = state(ctx)
+    result = run_offline(
+        cli.engine(), driver, parse_options(driver_option or []), backend_host=backend_host, cluster=cluster,
+        service_down_time=cli.settings().service_down_time, lease_seconds=lease_seconds,
+        progress=None if quiet else _ProgressLines(),
+    )
+    if output is OutputFormat.json:
+        print_json(result.to_json())
+    else:
+        render_hook(result)
+
+
+def render_hook(result: HookResult) -> None:
+    out = console()
+    table = new_table(None, "phase", "seconds")
+    for phase in PHASES:
+        if phase in result.timings:
+            table.add_row(phase, f"{result.timings[phase]:.3f}")
+    out.print(table)
+    out.print(result.message)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("update-host-replication")(update_host_replication_command)

@@ -1,0 +1,295 @@
+"""`update_host_replication`: the startup hook (SPEC sections 5 and 6).
+
+Right after a driver's `do_setup` and `check_for_setup_error`, the hook
+
+1. fences the service (or its cluster) with a compare-and-swap to `updating`
+   and a journal lease, or takes over a stale fence, or finds a live one and
+   leaves the work to its holder;
+2. loads the backend's not-deleted volumes and groups (Cinder's host matching,
+   pools included);
+3. calls `driver.update_host_replication(context, replication_status,
+   active_backend_id, volumes, groups)` with the status from before the fence;
+4. validates and plans the answer in the native module (GIL released);
+5. writes every update and releases the fence in one transaction.
+
+Any failure after the fence releases it to `error` and journals why; nothing
+of the driver's answer is written. A driver without the method: nothing
+happens at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from . import engine as core
+from .db import bulk, journal, queries
+from .db.connect import lost_race
+from .errors import CinderPromoteError, ConcurrentChange, DriverAnswerError, HookFailed
+from .fence import OPERATION, Busy, Lease, LeaseKeeper, acquire, wait_until_released
+from .models import utcnow
+from .target import Target, resolve
+
+LOG = logging.getLogger(__name__)
+
+HOOK_METHOD = "update_host_replication"
+DEFAULT_LEASE_SECONDS = 120.0
+# Groups of identical updates at least this large become set-based UPDATEs;
+# smaller ones cost less as rows of the column-wise path.
+MIN_GROUP = 32
+PHASES = ("fence", "load", "driver", "plan", "apply")
+
+Progress = Callable[[str, str], None]  # (phase, message)
+
+
+@dataclass
+class HookResult:
+    target_kind: str
+    target: str
+    outcome: str  # "done", "no-hook" (the driver has no method), "fenced" (another holder did it)
+    journal_id: int | None = None
+    status_before: str | None = None
+    status_after: str | None = None
+    active_backend_id: str | None = None
+    volumes_updated: int = 0
+    groups_updated: int = 0
+    volumes_loaded: int = 0
+    groups_loaded: int = 0
+    taken_over_from: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    message: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "operation": OPERATION, "target_kind": self.target_kind, "target": self.target,
+            "outcome": self.outcome, "journal_id": self.journal_id, "status_before": self.status_before,
+            "status_after": self.status_after, "active_backend_id": self.active_backend_id,
+            "volumes": {"loaded": self.volumes_loaded, "updated": self.volumes_updated},
+            "groups": {"loaded": self.groups_loaded, "updated": self.groups_updated},
+            "taken_over_from": self.taken_over_from,
+            "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
+            "message": self.message,
+        }
+
+
+def default_holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class _Timer:
+    def __init__(self, result: HookResult, progress: Progress | None) -> None:
+        self.result, self.progress = result, progress
+
+    def phase(self, name: str, message: str = "") -> _Phase:
+        return _Phase(self, name, message)
+
+    def say(self, phase: str, message: str) -> None:
+        if self.progress is not None:
+            self.progress(phase, message)
+
+
+class _Phase:
+    def __init__(self, timer: _Timer, name: str, message: str) -> None:
+        self.timer, self.name, self.message = timer, name, message
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+        if self.message:
+            self.timer.say(self.name, self.message)
+
+    def __exit__(self, *exc: object) -> None:
+        elapsed = time.perf_counter() - self.start
+        self.timer.result.timings[self.name] = self.timer.result.timings.get(self.name, 0.0) + elapsed
+
+
+def update_host_replication(
+    engine: Engine,
+    driver: Any,
+    *,
+    host: str | None = None,
+    cluster: str | None = None,
+    context: Any = None,
+    holder: str | None = None,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    wait_for_fence: float = 0.0,
+    progress: Progress | None = None,
+) -> HookResult:
+    """Run the startup hook for the service `host` or the cluster `cluster`.
+
+    Blocking: inside an eventlet service call it off the hub (Cinder wraps it in tpool).
+    """
+    hook = getattr(driver, HOOK_METHOD, None)
+    with engine.connect() as conn:
+        target = resolve(conn, backend_host=host if cluster is None else None, cluster=cluster)
+    result = HookResult(target.kind, target.name, "no-hook")
+    if hook is None:
+        result.message = f"the driver has no {HOOK_METHOD}(); nothing to do"
+        return result
+    timer = _Timer(result, progress)
+    holder = holder or default_holder()
+
+    with timer.phase("fence", f"taking the fence on {target.label}"):
+        outcome = acquire(engine, target, holder=holder, lease_seconds=lease_seconds)
+    if isinstance(outcome, Busy):
+        result.outcome = "fenced"
+        released = wait_for_fence > 0 and wait_until_released(engine, target, wait_for_fence)
+        result.message = (f"{target.label} is fenced: {outcome.fence.describe()}; its holder runs the driver"
+                          + ("; the fence has since been released" if released else ""))
+        return result
+    lease = outcome
+    result.journal_id, result.taken_over_from = lease.journal_id, lease.taken_over_from
+    result.status_before = lease.status_before
+    try:
+        with LeaseKeeper(engine, lease) as keeper:
+            _work(engine, hook, lease, target, context, timer, result, keeper)
+    except BaseException as exc:
+        # Guarded by the journal entry: a fence taken over meanwhile is left to its new holder.
+        _release_on_failure(engine, lease, exc)
+        if isinstance(exc, CinderPromoteError) and not isinstance(exc, DriverAnswerError):
+            raise
+        if isinstance(exc, DriverAnswerError):
+            raise HookFailed(f"{target.label}: {exc.message}; the fence was released to 'error'"
+                             f" (journal {lease.journal_id})", details=exc.details) from exc
+        if isinstance(exc, Exception):
+            raise HookFailed(
+                f"{target.label}: the driver's {HOOK_METHOD}() raised {type(exc).__name__}: {exc}; nothing was"
+                f" written, the fence was released to 'error' (journal {lease.journal_id})"
+            ) from exc
+        raise
+    result.outcome = "done"
+    result.message = (f"{target.label}: {result.volumes_updated} volume(s) and {result.groups_updated} group(s)"
+                      f" updated; replication_status {result.status_after!r} (journal {lease.journal_id})")
+    return result
+
+
+def _work(engine: Engine, hook: Callable[..., Any], lease: Lease, target: Target, context: Any,
+          timer: _Timer, result: HookResult, keeper: LeaseKeeper) -> None:
+    cluster_name = target.cluster.name if target.cluster is not None else None
+    host = None if cluster_name is not None else target.name
+    with timer.phase("load", "loading volumes and groups"), engine.connect() as conn:
+        volumes = queries.load_volumes(conn, host=host, cluster_name=cluster_name)
+        groups = queries.load_groups(conn, host=host, cluster_name=cluster_name)
+    result.volumes_loaded, result.groups_loaded = len(volumes), len(groups)
+    with timer.phase("driver", f"calling the driver with {len(volumes)} volume(s) and {len(groups)} group(s)"):
+        answer = hook(context, lease.status_before, lease.active_backend_id, volumes, groups)
+    with timer.phase("plan", "validating and planning the driver's answer"):
+        service_update, volume_updates, group_updates = _unpack(answer)
+        try:
+            plan = core.plan_updates(
+                service_update, volume_updates, group_updates,
+                {v.id: v.status for v in volumes}, {g.id: g.status for g in groups},
+                bulk.max_params(engine), MIN_GROUP,
+            )
+        except DriverAnswerError as exc:
+            raise DriverAnswerError(exc.message, _explain_unknown_ids(engine, exc.details)) from None
+    del volumes, groups, answer, volume_updates, group_updates
+    status_after = plan["service"].get("replication_status", lease.status_before)
+    backend_after = plan["service"].get("active_backend_id", lease.active_backend_id)
+    with timer.phase("apply", f"writing {plan['volumes']['count']} volume and {plan['groups']['count']} group update(s)"):
+        _apply(engine, plan, lease, target, status_after, backend_after, timer, keeper)
+    result.status_after, result.active_backend_id = status_after, backend_after
+    result.volumes_updated, result.groups_updated = plan["volumes"]["count"], plan["groups"]["count"]
+
+
+def _unpack(answer: Any) -> tuple[Any, Any, Any]:
+    if not isinstance(answer, (tuple, list)) or len(answer) != 3:
+        raise DriverAnswerError(
+            "the driver's answer was refused: 1 problem(s); nothing was written",
+            [f"the answer: expected (service_update, volume_updates, group_updates), got {type(answer).__name__}"
+             + (f" of length {len(answer)}" if isinstance(answer, (tuple, list)) else "")],
+        )
+    return answer[0], answer[1], answer[2]
+
+
+def _explain_unknown_ids(engine: Engine, details: list[str]) -> list[str]:
+    """Add to 'not a live volume of this backend' lines why: deleted, elsewhere, or absent."""
+    marker = " is not a live "
+    wanted: dict[str, list[str]] = {"volumes": [], "groups": []}
+    for line in details:
+        if marker in line and line.startswith(("volume_updates[", "group_updates[")):
+            table = "volumes" if line.startswith("volume") else "groups"
+            wanted[table].append(line.split("'")[1])
+    if not any(wanted.values()):
+        return details
+    try:
+        with engine.connect() as conn:
+            why = {t: queries.describe_ids(conn, t, ids) for t, ids in wanted.items() if ids}
+    except Exception:  # noqa: BLE001 - the explanation is a courtesy; the refusal stands without it
+        return details
+    explained = []
+    for line in details:
+        if marker in line and line.startswith(("volume_updates[", "group_updates[")):
+            table = "volumes" if line.startswith("volume") else "groups"
+            reason = why.get(table, {}).get(line.split("'")[1])
+            line = f"{line} ({reason})" if reason else line
+        explained.append(line)
+    return explained
+
+
+def _apply(engine: Engine, plan: dict[str, Any], lease: Lease, target: Target, status_after: str | None,
+           backend_after: str | None, timer: _Timer, keeper: LeaseKeeper) -> None:
+    now = utcnow()
+    try:
+        with bulk.transaction(engine) as writer:
+            for table_name in ("volumes", "groups"):
+                part = plan[table_name]
+                written = 0
+                for chunk in part["sets"]:
+                    written += writer.update_set(table_name, chunk["values"], chunk["ids"])
+                    timer.say("apply", f"{table_name}: {written}/{part['count']} written")
+                partitions: dict[tuple[str, ...], list[tuple[list[str], list[list[Any]]]]] = {}
+                for chunk in part["rows"]:
+                    partitions.setdefault(tuple(chunk["columns"]), []).append((chunk["ids"], chunk["values"]))
+                for columns, chunks in partitions.items():
+                    timer.say("apply", f"{table_name}: writing {sum(len(ids) for ids, _ in chunks)} row(s) with"
+                                       f" distinct values ({', '.join(columns)})")
+                    written += writer.update_rows(table_name, list(columns), chunks)
+                    timer.say("apply", f"{table_name}: {written}/{part['count']} written")
+                if written != part["count"]:
+                    raise ConcurrentChange(
+                        f"{part['count'] - written} of the {table_name} to update changed (deleted?) while the driver"
+                        f" worked; rolled back, nothing was written"
+                    )
+            if keeper.lost or not journal.finish(
+                writer, lease.journal_id, lease.holder, state=journal.DONE, now=now,
+                after={"replication_status": status_after, "active_backend_id": backend_after},
+                counts={"volumes": plan["volumes"]["count"], "groups": plan["groups"]["count"]},
+            ):
+                raise ConcurrentChange(
+                    f"the fence on {target.label} was taken over while this process worked (its lease expired);"
+                    f" rolled back, nothing was written"
+                )
+            values = {"replication_status": status_after, "active_backend_id": backend_after}
+            if not queries.set_replication(writer, lease.table, lease.row_id, expected_status=core.FENCE_STATUS,
+                                           values=values):
+                raise ConcurrentChange(f"the fence on {target.label} was cleared by someone else; rolled back")
+            if target.cluster is not None:
+                queries.update_members(writer, target.cluster.name, values)
+            timer.say("apply", "committing")
+    except ConcurrentChange:
+        raise
+    except Exception as exc:
+        if lost_race(exc):
+            raise ConcurrentChange(f"another writer changed {target.label} while committing; rolled back") from exc
+        raise
+
+
+def _release_on_failure(engine: Engine, lease: Lease, exc: BaseException) -> None:
+    """Release the fence to `error` and journal why, if the fence is still ours."""
+    reason = exc.message if isinstance(exc, CinderPromoteError) else f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, CinderPromoteError) and exc.details:
+        reason += "\n" + "\n".join(exc.details)
+    try:
+        with engine.begin() as conn:
+            if journal.finish(conn, lease.journal_id, lease.holder, state=journal.FAILED, now=utcnow(), error=reason):
+                queries.set_replication(conn, lease.table, lease.row_id, expected_status=core.FENCE_STATUS,
+                                        values={"replication_status": "error"})
+    except Exception:  # noqa: BLE001 - the original failure matters more; the lease expires anyway
+        LOG.exception("could not release the fence of journal %s to 'error'", lease.journal_id)

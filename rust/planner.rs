@@ -1,0 +1,1434 @@
+//! The update planner of the startup hook `update_host_replication` (SPEC
+//! section 5): check a driver's answer against what the database holds, then
+//! turn it into batched writes.
+//!
+//! The input is the driver's answer as the binding found it (strings are
+//! borrowed through [`Text`], anything else is reduced to its type name), and
+//! every problem is collected before anything is refused. Identical updates
+//! become set-based `UPDATE ... WHERE id IN (...)` chunks; the others become
+//! column-wise row chunks, both sized to the database's bind-parameter limit.
+//! The pure-Python twin (`_reference.plan_updates`) gives the same plans and
+//! the same messages.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+
+use crate::error::quote;
+use crate::validate::{FENCE_STATUS, REPLICATION_STATUSES};
+
+/// A refusal names at most this many problems, then how many more there are.
+pub const MAX_PROBLEM_LINES: usize = 50;
+/// The smallest bind-parameter limit we plan for.
+pub const MIN_MAX_PARAMS: i64 = 8;
+/// The smallest group of identical updates that may become a set-based write.
+pub const MIN_MIN_GROUP: i64 = 1;
+
+/// Cinder's `fields.VolumeStatus` values.
+pub const VOLUME_STATUSES: [&str; 22] = [
+    "creating",
+    "available",
+    "deleting",
+    "error",
+    "error_deleting",
+    "error_managing",
+    "managing",
+    "attaching",
+    "in-use",
+    "detaching",
+    "maintenance",
+    "restoring-backup",
+    "error_restoring",
+    "reserved",
+    "awaiting-transfer",
+    "backing-up",
+    "error_backing-up",
+    "error_extending",
+    "downloading",
+    "uploading",
+    "retyping",
+    "extending",
+];
+
+/// Cinder's `fields.GroupStatus` values.
+pub const GROUP_STATUSES: [&str; 8] =
+    ["error", "available", "creating", "deleting", "deleted", "updating", "in-use", "error_deleting"];
+
+/// A replication status a driver may report: Cinder's values, never the fence.
+fn is_driver_replication_status(value: &str) -> bool {
+    value != FENCE_STATUS && REPLICATION_STATUSES.contains(&value)
+}
+
+/// A string the binding borrowed from the driver's answer. `&str` in tests;
+/// the binding's implementation also remembers which Python object it is (so
+/// that the plan hands the driver's own objects back) and its hash, computed
+/// while the text was at hand.
+pub trait Text: Copy {
+    fn as_str(&self) -> &str;
+
+    /// [`text_hash`] of the text.
+    fn text_hash(&self) -> u64 {
+        text_hash(self.as_str())
+    }
+}
+
+impl Text for &str {
+    fn as_str(&self) -> &str {
+        self
+    }
+}
+
+/// The hash the planner groups and deduplicates strings by.
+pub fn text_hash(text: &str) -> u64 {
+    let mut hasher = FastHasher::default();
+    hasher.write(text.as_bytes());
+    hasher.finish()
+}
+
+/// A column the hook may write, in the order of their names (so that sorting
+/// columns sorts their names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Column {
+    ActiveBackendId,
+    PreviousStatus,
+    ProviderAuth,
+    ProviderId,
+    ProviderLocation,
+    ReplicationDriverData,
+    ReplicationExtendedStatus,
+    ReplicationStatus,
+    Status,
+}
+
+impl Column {
+    pub const ALL: [Column; 9] = [
+        Column::ActiveBackendId,
+        Column::PreviousStatus,
+        Column::ProviderAuth,
+        Column::ProviderId,
+        Column::ProviderLocation,
+        Column::ReplicationDriverData,
+        Column::ReplicationExtendedStatus,
+        Column::ReplicationStatus,
+        Column::Status,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Column::ActiveBackendId => "active_backend_id",
+            Column::PreviousStatus => "previous_status",
+            Column::ProviderAuth => "provider_auth",
+            Column::ProviderId => "provider_id",
+            Column::ProviderLocation => "provider_location",
+            Column::ReplicationDriverData => "replication_driver_data",
+            Column::ReplicationExtendedStatus => "replication_extended_status",
+            Column::ReplicationStatus => "replication_status",
+            Column::Status => "status",
+        }
+    }
+
+    /// The width of the column in characters (Cinder's `String(n)`).
+    pub fn max_chars(self) -> usize {
+        match self {
+            Column::ProviderAuth | Column::ProviderLocation => 256,
+            _ => 255,
+        }
+    }
+
+    fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
+
+/// What a driver's update is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Service,
+    Volume,
+    Group,
+}
+
+impl Target {
+    /// The columns a driver may set, sorted by name.
+    pub fn columns(self) -> &'static [Column] {
+        match self {
+            Target::Service => &[Column::ActiveBackendId, Column::ReplicationStatus],
+            Target::Volume => &[
+                Column::ProviderAuth,
+                Column::ProviderId,
+                Column::ProviderLocation,
+                Column::ReplicationDriverData,
+                Column::ReplicationExtendedStatus,
+                Column::ReplicationStatus,
+                Column::Status,
+            ],
+            Target::Group => &[Column::ReplicationStatus, Column::Status],
+        }
+    }
+
+    fn column(self, key: &str) -> Option<Column> {
+        self.columns().iter().copied().find(|c| c.name() == key)
+    }
+
+    fn valid_value(self, column: Column, value: &str) -> Option<bool> {
+        match (self, column) {
+            (_, Column::ReplicationStatus) => Some(is_driver_replication_status(value)),
+            (Target::Volume, Column::Status) => Some(VOLUME_STATUSES.contains(&value)),
+            (Target::Group, Column::Status) => Some(GROUP_STATUSES.contains(&value)),
+            _ => None,
+        }
+    }
+
+    /// `volume` / `group`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Service => "service",
+            Target::Volume => "volume",
+            Target::Group => "group",
+        }
+    }
+
+    /// The driver's list: `volume_updates` / `group_updates`.
+    pub fn list_name(self) -> &'static str {
+        match self {
+            Target::Service => "service_update",
+            Target::Volume => "volume_updates",
+            Target::Group => "group_updates",
+        }
+    }
+
+    /// The id key of an entry: `volume_id` / `group_id`.
+    pub fn id_key(self) -> &'static str {
+        match self {
+            Target::Service => "service_id",
+            Target::Volume => "volume_id",
+            Target::Group => "group_id",
+        }
+    }
+
+    /// The caller's map of live rows: `known_volumes` / `known_groups`.
+    pub fn known_name(self) -> &'static str {
+        match self {
+            Target::Service => "known_services",
+            Target::Volume => "known_volumes",
+            Target::Group => "known_groups",
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the input
+
+/// A dict key of the driver's answer.
+#[derive(Debug, Clone)]
+pub enum Key<S> {
+    Str(S),
+    /// A str Python cannot encode as UTF-8 (lone surrogates): its code points.
+    NotUtf8(Box<[u32]>),
+    /// Not a str: the name of its type.
+    Other(S),
+}
+
+/// A value of the driver's answer.
+#[derive(Debug, Clone)]
+pub enum Scalar<S> {
+    Null,
+    Str(S),
+    NotUtf8,
+    /// Not a str: the name of its type.
+    Other(S),
+}
+
+/// A `key: value` item of a dict, in the dict's order.
+pub type Item<S> = (Key<S>, Scalar<S>);
+
+#[derive(Debug, Clone)]
+pub enum Service<S> {
+    Null,
+    NotADict(S),
+    Dict(Vec<Item<S>>),
+}
+
+/// The id of an entry. For a str, `current` indexes [`List::statuses`]: the
+/// status the caller's map of live rows holds for it (`None`: not a live row).
+#[derive(Debug, Clone)]
+pub enum Id<S> {
+    Str { id: S, current: Option<u32> },
+    NotUtf8,
+    Other(S),
+}
+
+/// The `updates` of an entry: an index into [`List::dicts`] (drivers share one
+/// dict between many entries; it is read and checked once), or a type name.
+#[derive(Debug, Clone)]
+pub enum UpdatesRef<S> {
+    Dict(u32),
+    Other(S),
+}
+
+#[derive(Debug, Clone)]
+pub enum Entry<S> {
+    NotADict(S),
+    /// A dict without exactly the two keys `<kind>_id` and `updates`.
+    BadShape(Box<BadShape<S>>),
+    Dict { id: Id<S>, updates: UpdatesRef<S> },
+}
+
+#[derive(Debug, Clone)]
+pub struct BadShape<S> {
+    pub missing_id: bool,
+    pub missing_updates: bool,
+    pub unexpected: Vec<Key<S>>,
+}
+
+/// The updates dicts of a list, their items end to end.
+#[derive(Debug, Clone)]
+pub struct Dicts<S> {
+    items: Vec<Item<S>>,
+    ends: Vec<u32>,
+}
+
+impl<S> Default for Dicts<S> {
+    fn default() -> Self {
+        Dicts { items: Vec::new(), ends: Vec::new() }
+    }
+}
+
+impl<S> Dicts<S> {
+    /// Add a dict; its index.
+    pub fn push(&mut self, items: impl IntoIterator<Item = Item<S>>) -> u32 {
+        self.items.extend(items);
+        self.ends.push(u32::try_from(self.items.len()).expect("fewer than 2**32 items"));
+        (self.ends.len() - 1) as u32
+    }
+
+    /// Start a dict whose items come with `item`; `end` closes it.
+    pub fn item(&mut self, item: Item<S>) {
+        self.items.push(item);
+    }
+
+    pub fn end(&mut self) -> u32 {
+        self.push(std::iter::empty())
+    }
+
+    pub fn get(&self, index: u32) -> &[Item<S>] {
+        let i = index as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.items[start..self.ends[i] as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct List<S> {
+    pub entries: Vec<Entry<S>>,
+    pub dicts: Dicts<S>,
+    /// The statuses of the live rows the entries name, as the caller's map
+    /// holds them (the binding stores each distinct status once).
+    pub statuses: Vec<Option<S>>,
+}
+
+impl<S> Default for List<S> {
+    fn default() -> Self {
+        List { entries: Vec::new(), dicts: Dicts::default(), statuses: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Entries<S> {
+    NotAList(S),
+    List(List<S>),
+}
+
+impl<S> Entries<S> {
+    pub fn empty() -> Self {
+        Entries::List(List::default())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Input<S> {
+    pub service: Service<S>,
+    pub volumes: Entries<S>,
+    pub groups: Entries<S>,
+}
+
+/// The database's bind-parameter limit and the smallest set-based group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_params: usize,
+    pub min_group: usize,
+}
+
+// ----------------------------------------------------------------- the plan
+
+/// Identical updates for many ids: one `UPDATE ... SET values WHERE id IN ids`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetChunk<S> {
+    pub values: Vec<(Column, Option<S>)>,
+    pub ids: Vec<S>,
+}
+
+/// Distinct updates of the same columns, column-wise: `values[c][r]` is the
+/// value of `columns[c]` for `ids[r]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowChunk<S> {
+    pub columns: Vec<Column>,
+    pub ids: Vec<S>,
+    pub values: Vec<Vec<Option<S>>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindPlan<S> {
+    /// Entries with something to write.
+    pub count: usize,
+    pub sets: Vec<SetChunk<S>>,
+    pub rows: Vec<RowChunk<S>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan<S> {
+    /// The service's columns, in the driver's order.
+    pub service: Vec<(Column, Option<S>)>,
+    pub volumes: KindPlan<S>,
+    pub groups: KindPlan<S>,
+}
+
+// --------------------------------------------------------------- the errors
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanError {
+    /// A bad argument from our own caller (Python `ValueError`).
+    Value(String),
+    /// An argument of the wrong type from our own caller (Python `TypeError`).
+    Type(String),
+    /// The driver's answer broke the contract (`DriverAnswerError`).
+    Refused { message: String, details: Vec<String> },
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlanError::Value(m) | PlanError::Type(m) => f.write_str(m),
+            PlanError::Refused { message, .. } => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+/// Check one limit; `shown` is how Python prints the value (a Python int may
+/// not fit in an i64, which then saturates).
+pub fn check_limit(name: &str, value: i64, min: i64, shown: impl FnOnce() -> String) -> Result<usize, PlanError> {
+    if value < min {
+        return Err(PlanError::Value(format!("{name} must be at least {min}, got {}", shown())));
+    }
+    Ok(usize::try_from(value).unwrap_or(usize::MAX))
+}
+
+/// Check the bind-parameter limit and the smallest set-based group.
+pub fn check_limits(max_params: i64, min_group: i64) -> Result<Limits, PlanError> {
+    Ok(Limits {
+        max_params: check_limit("max_params", max_params, MIN_MAX_PARAMS, || max_params.to_string())?,
+        min_group: check_limit("min_group", min_group, MIN_MIN_GROUP, || min_group.to_string())?,
+    })
+}
+
+/// `known_volumes: expected a dict, got list`.
+pub fn known_not_a_dict(target: Target, type_name: &str) -> PlanError {
+    PlanError::Type(format!("{}: expected a dict, got {type_name}", target.known_name()))
+}
+
+/// A status in the caller's map of live rows that is not a str or None
+/// (`type_name`), or not valid UTF-8 (`type_name` is None).
+pub fn known_status_error(target: Target, id: &str, type_name: Option<&str>) -> PlanError {
+    let at = format!("{}[{}]", target.known_name(), quote(id));
+    match type_name {
+        Some(t) => PlanError::Type(format!("{at} must be a string or None, got {t}")),
+        None => PlanError::Value(format!("{at} is not valid UTF-8")),
+    }
+}
+
+/// Quote a str given as code points: like [`quote`], and lone surrogates
+/// (which no Rust string holds) are shown as `\udXXX`.
+pub fn quote_code_points(code_points: &[u32]) -> String {
+    let mut out = String::with_capacity(code_points.len() + 2);
+    out.push('\'');
+    for &cp in code_points {
+        match char::from_u32(cp) {
+            Some(c) if !c.is_control() => out.push(c),
+            Some(c) => out.push_str(&format!("\\x{:02x}", c as u32)),
+            None => out.push_str(&format!("\\u{cp:04x}")),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// Every problem is counted; the first [`MAX_PROBLEM_LINES`] are written out.
+#[derive(Default)]
+struct Problems {
+    lines: Vec<String>,
+    count: usize,
+}
+
+impl Problems {
+    fn add(&mut self, line: impl FnOnce() -> String) {
+        self.count += 1;
+        if self.lines.len() < MAX_PROBLEM_LINES {
+            self.lines.push(line());
+        }
+    }
+
+    fn refusal(mut self) -> PlanError {
+        let n = self.count;
+        if n > MAX_PROBLEM_LINES {
+            self.lines.push(format!("... and {} more problem(s)", n - MAX_PROBLEM_LINES));
+        }
+        PlanError::Refused {
+            message: format!("the driver's answer was refused: {n} problem(s); nothing was written"),
+            details: self.lines,
+        }
+    }
+}
+
+// ------------------------------------------------------------ the checking
+
+fn not_allowed(target: Target, quoted_key: &str) -> String {
+    let allowed: Vec<&str> = target.columns().iter().map(|c| c.name()).collect();
+    format!("key {quoted_key} may not be updated; allowed: {}", allowed.join(", "))
+}
+
+/// The one problem of a `key: value` pair of an update, or its column and value.
+fn check_pair<S: Text>(target: Target, key: &Key<S>, value: &Scalar<S>) -> Result<(Column, Option<S>), String> {
+    let column = match key {
+        Key::Other(t) => return Err(format!("keys must be strings, got {}", t.as_str())),
+        Key::NotUtf8(cps) => return Err(not_allowed(target, &quote_code_points(cps))),
+        Key::Str(k) => match target.column(k.as_str()) {
+            Some(c) => c,
+            None => return Err(not_allowed(target, &quote(k.as_str()))),
+        },
+    };
+    let name = column.name();
+    let value = match value {
+        Scalar::Null => None,
+        Scalar::Str(s) => Some(*s),
+        Scalar::NotUtf8 => return Err(format!("'{name}' is not valid UTF-8")),
+        Scalar::Other(t) => return Err(format!("'{name}' must be a string or None, got {}", t.as_str())),
+    };
+    if let Some(s) = value {
+        let limit = column.max_chars();
+        // A str has at most as many characters as UTF-8 bytes.
+        if s.as_str().len() > limit {
+            let n = s.as_str().chars().count();
+            if n > limit {
+                return Err(format!("'{name}' is {n} characters; the column holds {limit}"));
+            }
+        }
+    }
+    let valid = match value {
+        Some(s) => target.valid_value(column, s.as_str()),
+        None => target.valid_value(column, "").map(|_| false),
+    };
+    if valid == Some(false) {
+        let shown = value.map_or_else(|| "None".to_string(), |s| quote(s.as_str()));
+        return Err(format!("invalid {name} {shown}"));
+    }
+    Ok((column, value))
+}
+
+/// An updates dict, checked once however many entries share it.
+struct Checked<S> {
+    problems: Vec<String>,
+    /// The columns and values, sorted by column.
+    values: Vec<(Column, Option<S>)>,
+    mask: u16,
+    /// The new `status`, if the dict sets one.
+    status: Option<S>,
+}
+
+fn check_dict<S: Text>(target: Target, items: &[Item<S>]) -> Checked<S> {
+    let mut checked = Checked { problems: Vec::new(), values: Vec::with_capacity(items.len()), mask: 0, status: None };
+    for (key, value) in items {
+        match check_pair(target, key, value) {
+            Err(problem) => checked.problems.push(problem),
+            // Only a str subclass that redefines hashing can repeat a column.
+            Ok((column, _)) if checked.mask & column.bit() != 0 => {
+                checked.problems.push(format!("key '{}' appears more than once", column.name()))
+            }
+            Ok((column, value)) => {
+                checked.mask |= column.bit();
+                if column == Column::Status {
+                    checked.status = value;
+                }
+                checked.values.push((column, value));
+            }
+        }
+    }
+    checked.values.sort_unstable_by_key(|(c, _)| *c);
+    checked
+}
+
+/// An entry that passed every check and has something to write.
+struct Ready<S> {
+    id: S,
+    dict: u32,
+    /// When the update changes the volume's status: the old one, as an index
+    /// into the list's statuses (the first of equal ones).
+    previous: Option<u32>,
+}
+
+fn check_service<S: Text>(service: &Service<S>, problems: &mut Problems) -> Vec<(Column, Option<S>)> {
+    let items = match service {
+        Service::Null => return Vec::new(),
+        Service::NotADict(t) => {
+            problems.add(|| format!("service_update: expected a dict or None, got {}", t.as_str()));
+            return Vec::new();
+        }
+        Service::Dict(items) => items,
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (key, value) in items {
+        match check_pair(Target::Service, key, value) {
+            Ok(pair) => out.push(pair),
+            Err(problem) => problems.add(|| format!("service_update: {problem}")),
+        }
+    }
+    out
+}
+
+/// What the checks of a list leave for the planning.
+struct Checks<'a, S> {
+    ready: Vec<Ready<S>>,
+    dicts: Vec<Checked<S>>,
+    /// The old statuses `Ready::previous` indexes.
+    statuses: &'a [Option<S>],
+}
+
+fn check_entries<'a, S: Text>(target: Target, entries: &'a Entries<S>, problems: &mut Problems) -> Checks<'a, S> {
+    let list_name = target.list_name();
+    let id_key = target.id_key();
+    let kind = target.name();
+    let list = match entries {
+        Entries::NotAList(t) => {
+            problems.add(|| format!("{list_name}: expected a list, got {}", t.as_str()));
+            return Checks { ready: Vec::new(), dicts: Vec::new(), statuses: &[] };
+        }
+        Entries::List(list) => list,
+    };
+    let checked: Vec<Checked<S>> = (0..list.dicts.len() as u32).map(|d| check_dict(target, list.dicts.get(d))).collect();
+    // Equal statuses are one status: index -> the first equal one.
+    let mut first_status: FastMap<Option<ByText<S>>, u32> = FastMap::default();
+    let same_status: Vec<u32> = (0..list.statuses.len() as u32)
+        .map(|i| *first_status.entry(list.statuses[i as usize].map(ByText)).or_insert(i))
+        .collect();
+    let mut first_at: FastMap<ByText<S>, usize> = FastMap::default();
+    first_at.reserve(list.entries.len());
+    let mut ready = Vec::with_capacity(list.entries.len());
+    for (i, entry) in list.entries.iter().enumerate() {
+        let at = || format!("{list_name}[{i}]");
+        let (id, updates) = match entry {
+            Entry::NotADict(t) => {
+                problems.add(|| format!("{}: expected a dict with '{id_key}' and 'updates', got {}", at(), t.as_str()));
+                continue;
+            }
+            Entry::BadShape(shape) => {
+                if shape.missing_id {
+                    problems.add(|| format!("{}: missing '{id_key}'", at()));
+                }
+                if shape.missing_updates {
+                    problems.add(|| format!("{}: missing 'updates'", at()));
+                }
+                for key in &shape.unexpected {
+                    problems.add(|| match key {
+                        Key::Str(k) => format!("{}: unexpected key {}", at(), quote(k.as_str())),
+                        Key::NotUtf8(cps) => format!("{}: unexpected key {}", at(), quote_code_points(cps)),
+                        Key::Other(t) => format!("{}: unexpected key of type {}", at(), t.as_str()),
+                    });
+                }
+                continue;
+            }
+            Entry::Dict { id, updates } => (id, updates),
+        };
+        let before = problems.count;
+        match id {
+            Id::Other(t) => problems.add(|| format!("{}: {id_key} must be a string, got {}", at(), t.as_str())),
+            Id::NotUtf8 => problems.add(|| format!("{}: {id_key} is not valid UTF-8", at())),
+            Id::Str { .. } => {}
+        }
+        let dict = match updates {
+            UpdatesRef::Other(t) => {
+                problems.add(|| format!("{}: updates must be a dict, got {}", at(), t.as_str()));
+                None
+            }
+            UpdatesRef::Dict(d) => Some(*d),
+        };
+        let mut live = None;
+        if let Id::Str { id, current } = id {
+            match current {
+                None => problems.add(|| {
+                    format!("{}: {kind} {} is not a live {kind} of this backend", at(), quote(id.as_str()))
+                }),
+                Some(current) => live = Some((*id, same_status[*current as usize])),
+            }
+            let first = *first_at.entry(ByText(*id)).or_insert(i);
+            if first != i {
+                problems.add(|| {
+                    format!("{}: {kind} {} appears more than once (first at [{first}])", at(), quote(id.as_str()))
+                });
+            }
+        }
+        let Some(d) = dict else { continue };
+        let check = &checked[d as usize];
+        for problem in &check.problems {
+            problems.add(|| format!("{}: {problem}", at()));
+        }
+        let Some((id, current)) = live else { continue };
+        if problems.count == before && !check.values.is_empty() {
+            let old = list.statuses[current as usize].map(ByText);
+            let previous = match (target, check.status) {
+                (Target::Volume, Some(new)) if old != Some(ByText(new)) => Some(current),
+                _ => None,
+            };
+            ready.push(Ready { id, dict: d, previous });
+        }
+    }
+    Checks { ready, dicts: checked, statuses: &list.statuses }
+}
+
+// ------------------------------------------------------------ the planning
+
+/// A map with a fast hash for short strings and small keys. The keys come from
+/// the driver, which is trusted code running in the same process.
+pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+/// The multiply-rotate hash of rustc (`FxHash`), with a finalizer.
+#[derive(Default, Clone, Copy)]
+pub struct FastHasher {
+    hash: u64,
+}
+
+const SEED: u64 = 0xf135_7aea_2e62_a9c5;
+
+impl FastHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(SEED);
+    }
+}
+
+impl Hasher for FastHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u16(&mut self, i: u16) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        // A multiply only mixes upwards: fold the high bits into the low ones,
+        // which hashbrown indexes with (the finalizer of MurmurHash3).
+        let mut h = self.hash;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^ (h >> 33)
+    }
+}
+
+/// A borrowed string compared and hashed by its text.
+#[derive(Clone, Copy)]
+struct ByText<S>(S);
+
+impl<S: Text> Hash for ByText<S> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.text_hash())
+    }
+}
+
+impl<S: Text> PartialEq for ByText<S> {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.0.as_str(), other.0.as_str());
+        std::ptr::eq(a, b) || (a.len() == b.len() && self.0.text_hash() == other.0.text_hash() && a == b)
+    }
+}
+
+impl<S: Text> Eq for ByText<S> {}
+
+/// The content of an updates dict, compared and hashed by its text.
+struct Content<'k, S>(&'k [(Column, Option<S>)]);
+
+impl<S: Text> Hash for Content<'_, S> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_usize(self.0.len());
+        for (column, value) in self.0 {
+            state.write_u8(*column as u8);
+            state.write_u64(value.map_or(0, |v| v.text_hash() | 1));
+        }
+    }
+}
+
+impl<S: Text> PartialEq for Content<'_, S> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self.0.iter().zip(other.0).all(|((c1, v1), (c2, v2))| c1 == c2 && v1.map(ByText) == v2.map(ByText))
+    }
+}
+
+impl<S: Text> Eq for Content<'_, S> {}
+
+/// The final values of a group: the dict's, plus `previous_status` (the first
+/// volume column by name) when the status changes.
+fn final_values<S: Text>(check: &Checked<S>, previous: Option<Option<S>>) -> Vec<(Column, Option<S>)> {
+    let mut values = Vec::with_capacity(check.values.len() + 1);
+    if let Some(p) = previous {
+        values.push((Column::PreviousStatus, p));
+    }
+    values.extend_from_slice(&check.values);
+    values
+}
+
+fn plan_kind<S: Text>(checks: &Checks<'_, S>, limits: Limits) -> KindPlan<S> {
+    let Checks { ready, dicts: checked, statuses } = checks;
+    let previous_of = |r: &Ready<S>| r.previous.map(|p| statuses[p as usize]);
+    // Group the entries by their final values, in order of first appearance:
+    // each dict by its content, then by (content, previous status).
+    let mut content_of = vec![u32::MAX; checked.len()];
+    let mut contents: FastMap<Content<'_, S>, u32> = FastMap::default();
+    let mut groups: FastMap<(u32, Option<u32>), u32> = FastMap::default();
+    let mut firsts: Vec<usize> = Vec::new();
+    let mut group_of: Vec<u32> = Vec::with_capacity(ready.len());
+    let mut last: Option<(u32, Option<u32>, u32)> = None;
+    for r in ready {
+        match last {
+            Some((dict, previous, g)) if dict == r.dict && previous == r.previous => {
+                group_of.push(g);
+                continue;
+            }
+            _ => {}
+        }
+        let d = r.dict as usize;
+        if content_of[d] == u32::MAX {
+            let next = contents.len() as u32;
+            content_of[d] = *contents.entry(Content(&checked[d].values)).or_insert(next);
+        }
+        let next = firsts.len() as u32;
+        let g = *groups.entry((content_of[d], r.previous)).or_insert(next);
+        if g == next {
+            firsts.push(group_of.len());
+        }
+        group_of.push(g);
+        last = Some((r.dict, r.previous, g));
+    }
+    let mut sizes = vec![0usize; firsts.len()];
+    for &g in &group_of {
+        sizes[g as usize] += 1;
+    }
+    let is_set = |g: u32| sizes[g as usize] >= limits.min_group;
+
+    // Set-based groups: their ids in input order, in slices of one buffer.
+    let mut start = vec![0usize; firsts.len()];
+    let mut total = 0;
+    for g in 0..firsts.len() {
+        if is_set(g as u32) {
+            start[g] = total;
+            total += sizes[g];
+        }
+    }
+    let mut set_ids: Vec<Option<S>> = vec![None; total];
+    let mut fill = start.clone();
+    // Row-based entries: partitioned by their columns, in order of first appearance.
+    let mut partition_of = vec![u32::MAX; 1 << Column::ALL.len()];
+    let mut partitions: Vec<(u16, Vec<usize>)> = Vec::new();
+    for (i, (r, &g)) in ready.iter().zip(&group_of).enumerate() {
+        if is_set(g) {
+            set_ids[fill[g as usize]] = Some(r.id);
+            fill[g as usize] += 1;
+            continue;
+        }
+        let mask = checked[r.dict as usize].mask | if r.previous.is_some() { Column::PreviousStatus.bit() } else { 0 };
+        let p = &mut partition_of[mask as usize];
+        if *p == u32::MAX {
+            *p = partitions.len() as u32;
+            partitions.push((mask, Vec::new()));
+        }
+        partitions[*p as usize].1.push(i);
+    }
+
+    let mut sets = Vec::new();
+    for (g, &first) in firsts.iter().enumerate() {
+        if !is_set(g as u32) {
+            continue;
+        }
+        let r = &ready[first];
+        let values = final_values(&checked[r.dict as usize], previous_of(r));
+        let size = limits.max_params.saturating_sub(values.len()).max(1);
+        let ids = &set_ids[start[g]..start[g] + sizes[g]];
+        for chunk in ids.chunks(size) {
+            sets.push(SetChunk { values: values.clone(), ids: chunk.iter().map(|id| id.expect("filled")).collect() });
+        }
+    }
+
+    let mut rows = Vec::new();
+    for (mask, members) in &partitions {
+        let columns: Vec<Column> = Column::ALL.iter().copied().filter(|c| mask & c.bit() != 0).collect();
+        let size = (limits.max_params / (columns.len() + 1)).max(1);
+        for chunk in members.chunks(size) {
+            let ids = chunk.iter().map(|&i| ready[i].id).collect();
+            let mut values: Vec<Vec<Option<S>>> = vec![Vec::with_capacity(chunk.len()); columns.len()];
+            for &i in chunk {
+                let r = &ready[i];
+                let mut column = values.iter_mut();
+                if let Some(p) = previous_of(r) {
+                    column.next().expect("previous_status column").push(p);
+                }
+                for ((_, v), out) in checked[r.dict as usize].values.iter().zip(column) {
+                    out.push(*v);
+                }
+            }
+            rows.push(RowChunk { columns: columns.clone(), ids, values });
+        }
+    }
+    KindPlan { count: ready.len(), sets, rows }
+}
+
+/// Check the driver's answer and plan its writes; every problem is reported.
+pub fn plan<S: Text>(input: &Input<S>, limits: Limits) -> Result<Plan<S>, PlanError> {
+    let mut problems = Problems::default();
+    let service = check_service(&input.service, &mut problems);
+    let volumes = check_entries(Target::Volume, &input.volumes, &mut problems);
+    let groups = check_entries(Target::Group, &input.groups, &mut problems);
+    if problems.count > 0 {
+        return Err(problems.refusal());
+    }
+    Ok(Plan {
+        service,
+        volumes: plan_kind(&volumes, limits),
+        groups: plan_kind(&groups, limits),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type V<'a> = Option<&'a str>;
+
+    /// Entries built the way the binding builds them: each updates dict once,
+    /// each live row's status in `statuses` (here one per row: not deduplicated).
+    struct Builder<'a> {
+        known: Vec<(&'a str, V<'a>)>,
+        list: List<&'a str>,
+    }
+
+    fn items<'a>(pairs: &[(&'a str, V<'a>)]) -> Vec<Item<&'a str>> {
+        pairs.iter().map(|(k, v)| (Key::Str(*k), v.map_or(Scalar::Null, Scalar::Str))).collect()
+    }
+
+    impl<'a> Builder<'a> {
+        fn new(known: &[(&'a str, V<'a>)]) -> Self {
+            Builder { known: known.to_vec(), list: List::default() }
+        }
+
+        fn id(&mut self, id: &'a str) -> Id<&'a str> {
+            let current = self.known.iter().find(|(k, _)| *k == id).map(|(_, v)| {
+                self.list.statuses.push(*v);
+                self.list.statuses.len() as u32 - 1
+            });
+            Id::Str { id, current }
+        }
+
+        /// An entry with its own dict.
+        fn add(mut self, id: &'a str, pairs: &[(&'a str, V<'a>)]) -> Self {
+            let updates = UpdatesRef::Dict(self.list.dicts.push(items(pairs)));
+            let id = self.id(id);
+            self.list.entries.push(Entry::Dict { id, updates });
+            self
+        }
+
+        /// An entry sharing the dict of entry `dict`.
+        fn share(mut self, id: &'a str, dict: u32) -> Self {
+            let id = self.id(id);
+            self.list.entries.push(Entry::Dict { id, updates: UpdatesRef::Dict(dict) });
+            self
+        }
+
+        fn raw(mut self, entry: Entry<&'a str>) -> Self {
+            self.list.entries.push(entry);
+            self
+        }
+
+        fn build(self) -> Entries<&'a str> {
+            Entries::List(self.list)
+        }
+    }
+
+    fn bad_shape<'a>(missing_id: bool, missing_updates: bool, unexpected: Vec<Key<&'a str>>) -> Entry<&'a str> {
+        Entry::BadShape(Box::new(BadShape { missing_id, missing_updates, unexpected }))
+    }
+
+    fn limits(max_params: usize, min_group: usize) -> Limits {
+        Limits { max_params, min_group }
+    }
+
+    fn volumes_only(volumes: Entries<&str>) -> Input<&str> {
+        Input { service: Service::Null, volumes, groups: Entries::empty() }
+    }
+
+    fn refused(input: &Input<&str>) -> Vec<String> {
+        match plan(input, limits(100, 2)) {
+            Err(PlanError::Refused { message, details }) => {
+                let n = message.split(": ").nth(1).unwrap().split(' ').next().unwrap();
+                assert_eq!(
+                    message,
+                    format!("the driver's answer was refused: {n} problem(s); nothing was written")
+                );
+                details
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    fn one_problem(input: &Input<&str>) -> String {
+        let details = refused(input);
+        assert_eq!(details.len(), 1, "{details:?}");
+        details[0].clone()
+    }
+
+    const KNOWN: [(&str, V); 4] = [("v1", Some("available")), ("v2", Some("in-use")), ("v3", None), ("v4", Some("available"))];
+
+    #[test]
+    fn limits_are_checked() {
+        assert_eq!(check_limits(8, 1), Ok(limits(8, 1)));
+        assert_eq!(check_limits(7, 1), Err(PlanError::Value("max_params must be at least 8, got 7".into())));
+        assert_eq!(check_limits(8, 0), Err(PlanError::Value("min_group must be at least 1, got 0".into())));
+        assert_eq!(check_limits(i64::MAX, i64::MAX).unwrap().max_params, i64::MAX as usize);
+    }
+
+    #[test]
+    fn identical_updates_become_sets_in_chunks() {
+        let rs = [("replication_status", Some("enabled"))];
+        let b = Builder::new(&KNOWN).add("v1", &rs).share("v2", 0).share("v3", 0).share("v4", 0);
+        // 9 parameters, one value: 8 ids per chunk; at 9 - 7 ... use a tiny limit.
+        let p = plan(&volumes_only(b.build()), limits(8, 2)).unwrap();
+        assert_eq!(p.volumes.count, 4);
+        assert_eq!(p.volumes.rows, vec![]);
+        assert_eq!(
+            p.volumes.sets,
+            vec![SetChunk { values: vec![(Column::ReplicationStatus, Some("enabled"))], ids: vec!["v1", "v2", "v3", "v4"] }]
+        );
+        // Equal content in distinct dicts groups too; chunks hold max_params - len(values) ids.
+        let many = [("replication_status", Some("enabled")), ("provider_id", Some("p")), ("provider_auth", None)];
+        let b = Builder::new(&KNOWN)
+            .add("v1", &many)
+            .add("v2", &many)
+            .add("v3", &many)
+            .add("v4", &many);
+        let p = plan(&volumes_only(b.build()), limits(10, 2)).unwrap();
+        let values = vec![
+            (Column::ProviderAuth, None),
+            (Column::ProviderId, Some("p")),
+            (Column::ReplicationStatus, Some("enabled")),
+        ];
+        assert_eq!(
+            p.volumes.sets,
+            vec![
+                SetChunk { values: values.clone(), ids: vec!["v1", "v2", "v3", "v4"] },
+            ]
+        );
+        let p = plan(&volumes_only(Builder::new(&KNOWN).add("v1", &many).add("v2", &many).add("v3", &many).build()), limits(8, 2)).unwrap();
+        assert_eq!(
+            p.volumes.sets,
+            vec![
+                SetChunk { values: values.clone(), ids: vec!["v1", "v2", "v3", "v4"][..3].to_vec() },
+            ]
+        );
+        let mut wide: Vec<(&str, V)> = vec![
+            ("provider_auth", Some("a")),
+            ("provider_id", Some("b")),
+            ("provider_location", Some("c")),
+            ("replication_driver_data", Some("d")),
+            ("replication_extended_status", Some("e")),
+            ("replication_status", Some("enabled")),
+        ];
+        wide.reverse();
+        let b = Builder::new(&KNOWN).add("v1", &wide).share("v2", 0).share("v3", 0).share("v4", 0);
+        let p = plan(&volumes_only(b.build()), limits(8, 2)).unwrap();
+        // 8 parameters, 6 values: 2 ids per chunk, values sorted by column.
+        let ids: Vec<Vec<&str>> = p.volumes.sets.iter().map(|s| s.ids.clone()).collect();
+        assert_eq!(ids, vec![vec!["v1", "v2"], vec!["v3", "v4"]]);
+        let columns: Vec<Column> = p.volumes.sets[0].values.iter().map(|(c, _)| *c).collect();
+        assert!(columns.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn a_chunk_holds_at_least_one_id() {
+        let mut all: Vec<(&str, V)> = vec![
+            ("provider_auth", Some("a")),
+            ("provider_id", Some("b")),
+            ("provider_location", Some("c")),
+            ("replication_driver_data", Some("d")),
+            ("replication_extended_status", Some("e")),
+            ("replication_status", Some("enabled")),
+            ("status", Some("error")),
+        ];
+        all.rotate_left(3);
+        let b = Builder::new(&KNOWN).add("v1", &all).share("v4", 0);
+        let p = plan(&volumes_only(b.build()), limits(8, 1)).unwrap();
+        // Seven values and previous_status: 8 - 8 = 0, so one id per chunk.
+        assert_eq!(p.volumes.sets.len(), 2);
+        assert_eq!(p.volumes.sets[0].values.len(), 8);
+        assert_eq!(p.volumes.sets[0].values[0], (Column::PreviousStatus, Some("available")));
+        // Rows: 8 columns + the id = 9 parameters > 8: still one row per chunk.
+        let p = plan(&volumes_only(Builder::new(&KNOWN).add("v1", &all).add("v2", &all).build()), limits(8, 3)).unwrap();
+        assert_eq!(p.volumes.rows.len(), 2);
+        assert_eq!(p.volumes.rows[1].ids, vec!["v2"]);
+        assert_eq!(p.volumes.rows[1].values[0], vec![Some("in-use")]);
+    }
+
+    #[test]
+    fn small_groups_become_row_chunks_by_columns() {
+        let b = Builder::new(&KNOWN)
+            .add("v1", &[("provider_id", Some("a")), ("replication_status", Some("enabled"))])
+            .add("v2", &[("replication_status", Some("error"))])
+            .add("v3", &[("replication_status", Some("enabled")), ("provider_id", Some("c"))])
+            .add("v4", &[("provider_id", Some("d")), ("replication_status", None.or(Some("disabled")))]);
+        let p = plan(&volumes_only(b.build()), limits(8, 2)).unwrap();
+        assert_eq!(p.volumes.sets, vec![]);
+        assert_eq!(
+            p.volumes.rows,
+            vec![
+                // 8 // (2 + 1) = 2 rows per chunk, in input order.
+                RowChunk {
+                    columns: vec![Column::ProviderId, Column::ReplicationStatus],
+                    ids: vec!["v1", "v3"],
+                    values: vec![vec![Some("a"), Some("c")], vec![Some("enabled"), Some("enabled")]],
+                },
+                RowChunk {
+                    columns: vec![Column::ProviderId, Column::ReplicationStatus],
+                    ids: vec!["v4"],
+                    values: vec![vec![Some("d")], vec![Some("disabled")]],
+                },
+                RowChunk {
+                    columns: vec![Column::ReplicationStatus],
+                    ids: vec!["v2"],
+                    values: vec![vec![Some("error")]],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn sets_and_rows_mix_in_order_of_first_appearance() {
+        let on = [("replication_status", Some("enabled"))];
+        let off = [("replication_status", Some("disabled"))];
+        let b = Builder::new(&KNOWN).add("v1", &off).add("v2", &on).add("v3", &off).add("v4", &on);
+        let p = plan(&volumes_only(b.build()), limits(8, 2)).unwrap();
+        let sets: Vec<(V, Vec<&str>)> = p.volumes.sets.iter().map(|s| (s.values[0].1, s.ids.clone())).collect();
+        assert_eq!(sets, vec![(Some("disabled"), vec!["v1", "v3"]), (Some("enabled"), vec!["v2", "v4"])]);
+        let b = Builder::new(&KNOWN).add("v1", &off).add("v2", &on).share("v3", 1);
+        let p = plan(&volumes_only(b.build()), limits(8, 2)).unwrap();
+        assert_eq!(p.volumes.sets.len(), 1);
+        assert_eq!(p.volumes.sets[0].ids, vec!["v2", "v3"]);
+        assert_eq!(p.volumes.rows.len(), 1);
+        assert_eq!(p.volumes.rows[0].ids, vec!["v1"]);
+    }
+
+    #[test]
+    fn previous_status_keeps_the_old_status() {
+        let available = [("status", Some("available"))];
+        // v1 is available already; v2 is in-use; v3 has no status; v4 is available.
+        let b = Builder::new(&KNOWN).add("v1", &available).share("v2", 0).share("v3", 0).share("v4", 0);
+        let p = plan(&volumes_only(b.build()), limits(100, 2)).unwrap();
+        assert_eq!(
+            p.volumes.sets,
+            vec![SetChunk { values: vec![(Column::Status, Some("available"))], ids: vec!["v1", "v4"] }]
+        );
+        assert_eq!(
+            p.volumes.rows,
+            vec![RowChunk {
+                columns: vec![Column::PreviousStatus, Column::Status],
+                ids: vec!["v2", "v3"],
+                values: vec![vec![Some("in-use"), None], vec![Some("available"), Some("available")]],
+            }]
+        );
+        // Groups have no previous_status.
+        let groups = Builder::new(&[("g1", Some("available"))]).add("g1", &[("status", Some("error"))]).build();
+        let input = Input { service: Service::Null, volumes: Entries::empty(), groups };
+        let p = plan(&input, limits(100, 1)).unwrap();
+        assert_eq!(p.groups.sets[0].values, vec![(Column::Status, Some("error"))]);
+    }
+
+    #[test]
+    fn empty_updates_are_checked_but_not_counted() {
+        let b = Builder::new(&KNOWN).add("v1", &[]).add("v2", &[("provider_id", Some("x"))]);
+        let p = plan(&volumes_only(b.build()), limits(100, 2)).unwrap();
+        assert_eq!(p.volumes.count, 1);
+        assert_eq!(p.volumes.rows[0].ids, vec!["v2"]);
+        let b = Builder::new(&KNOWN).add("nope", &[]);
+        assert_eq!(
+            one_problem(&volumes_only(b.build())),
+            "volume_updates[0]: volume 'nope' is not a live volume of this backend"
+        );
+    }
+
+    #[test]
+    fn service_rules() {
+        let input = |service| Input { service, volumes: Entries::empty(), groups: Entries::empty() };
+        assert_eq!(
+            one_problem(&input(Service::NotADict("list"))),
+            "service_update: expected a dict or None, got list"
+        );
+        let good = Service::Dict(items(&[("active_backend_id", None), ("replication_status", Some("failed-over"))]));
+        let p = plan(&input(good), limits(8, 1)).unwrap();
+        assert_eq!(p.service, vec![(Column::ActiveBackendId, None), (Column::ReplicationStatus, Some("failed-over"))]);
+        let long = "x".repeat(256);
+        let bad = Service::Dict(vec![
+            (Key::Other("int"), Scalar::Null),
+            (Key::Str("status"), Scalar::Null),
+            (Key::Str("replication_status"), Scalar::Null),
+            (Key::Str("active_backend_id"), Scalar::Other("int")),
+            (Key::Str("active_backend_id"), Scalar::Str(long.as_str())),
+            (Key::Str("replication_status"), Scalar::Str("updating")),
+            (Key::Str("active_backend_id"), Scalar::NotUtf8),
+            (Key::NotUtf8(Box::new([0x61, 0xd800, 0x1b])), Scalar::Null),
+        ]);
+        assert_eq!(
+            refused(&input(bad)),
+            vec![
+                "service_update: keys must be strings, got int",
+                "service_update: key 'status' may not be updated; allowed: active_backend_id, replication_status",
+                "service_update: invalid replication_status None",
+                "service_update: 'active_backend_id' must be a string or None, got int",
+                "service_update: 'active_backend_id' is 256 characters; the column holds 255",
+                "service_update: invalid replication_status 'updating'",
+                "service_update: 'active_backend_id' is not valid UTF-8",
+                "service_update: key 'a\\ud800\\x1b' may not be updated; allowed: active_backend_id, replication_status",
+            ]
+        );
+    }
+
+    #[test]
+    fn list_and_entry_shapes() {
+        let input = Input {
+            service: Service::Null,
+            volumes: Entries::NotAList("dict"),
+            groups: Builder::new(&[])
+                .raw(Entry::NotADict("str"))
+                .raw(bad_shape(true, true, vec![]))
+                .raw(bad_shape(false, true, vec![Key::Str("volume_id"), Key::Other("int"), Key::NotUtf8(Box::new([0xdc80]))]))
+                .build(),
+        };
+        assert_eq!(
+            refused(&input),
+            vec![
+                "volume_updates: expected a list, got dict",
+                "group_updates[0]: expected a dict with 'group_id' and 'updates', got str",
+                "group_updates[1]: missing 'group_id'",
+                "group_updates[1]: missing 'updates'",
+                "group_updates[2]: missing 'updates'",
+                "group_updates[2]: unexpected key 'volume_id'",
+                "group_updates[2]: unexpected key of type int",
+                "group_updates[2]: unexpected key '\\udc80'",
+            ]
+        );
+    }
+
+    #[test]
+    fn id_and_updates_types() {
+        let b = Builder::new(&KNOWN)
+            .raw(Entry::Dict { id: Id::Other("int"), updates: UpdatesRef::Other("list") })
+            .raw(Entry::Dict { id: Id::NotUtf8, updates: UpdatesRef::Other("NoneType") });
+        assert_eq!(
+            refused(&volumes_only(b.build())),
+            vec![
+                "volume_updates[0]: volume_id must be a string, got int",
+                "volume_updates[0]: updates must be a dict, got list",
+                "volume_updates[1]: volume_id is not valid UTF-8",
+                "volume_updates[1]: updates must be a dict, got NoneType",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_and_duplicate_ids() {
+        let rs = [("replication_status", Some("enabled"))];
+        let b = Builder::new(&KNOWN)
+            .add("v1", &rs)
+            .share("gone\n", 0)
+            .share("v1", 0)
+            .share("v2", 0)
+            .share("v1", 0)
+            .share("gone\n", 0);
+        assert_eq!(
+            refused(&volumes_only(b.build())),
+            vec![
+                "volume_updates[1]: volume 'gone\\x0a' is not a live volume of this backend",
+                "volume_updates[2]: volume 'v1' appears more than once (first at [0])",
+                "volume_updates[4]: volume 'v1' appears more than once (first at [0])",
+                "volume_updates[5]: volume 'gone\\x0a' is not a live volume of this backend",
+                "volume_updates[5]: volume 'gone\\x0a' appears more than once (first at [1])",
+            ]
+        );
+    }
+
+    #[test]
+    fn key_and_value_rules_in_order() {
+        let long255 = "é".repeat(255);
+        let long256 = "é".repeat(256);
+        let long257 = "x".repeat(257);
+        let dict: Vec<Item<&str>> = vec![
+            (Key::Other("bytes"), Scalar::Null),
+            (Key::Str("previous_status"), Scalar::Str("available")),
+            (Key::Str("provider_id"), Scalar::Other("int")),
+            (Key::Str("provider_id"), Scalar::NotUtf8),
+            (Key::Str("replication_driver_data"), Scalar::Str(&long256)),
+            (Key::Str("replication_extended_status"), Scalar::Str(&long255)),
+            (Key::Str("provider_location"), Scalar::Str(&long256)),
+            (Key::Str("provider_auth"), Scalar::Str(&long257)),
+            (Key::Str("replication_status"), Scalar::Null),
+            (Key::Str("replication_status"), Scalar::Str("updating")),
+            (Key::Str("status"), Scalar::Str("in use")),
+            (Key::Str("status"), Scalar::Null),
+        ];
+        let mut list = List::default();
+        let updates = UpdatesRef::Dict(list.dicts.push(dict));
+        list.statuses.push(None);
+        list.entries.push(Entry::Dict { id: Id::Str { id: "v1", current: Some(0) }, updates });
+        let input = volumes_only(Entries::List(list));
+        let allowed = "provider_auth, provider_id, provider_location, replication_driver_data, \
+                       replication_extended_status, replication_status, status";
+        assert_eq!(
+            refused(&input),
+            vec![
+                "volume_updates[0]: keys must be strings, got bytes".to_string(),
+                format!("volume_updates[0]: key 'previous_status' may not be updated; allowed: {allowed}"),
+                "volume_updates[0]: 'provider_id' must be a string or None, got int".into(),
+                "volume_updates[0]: 'provider_id' is not valid UTF-8".into(),
+                "volume_updates[0]: 'replication_driver_data' is 256 characters; the column holds 255".into(),
+                "volume_updates[0]: 'provider_auth' is 257 characters; the column holds 256".into(),
+                "volume_updates[0]: invalid replication_status None".into(),
+                "volume_updates[0]: invalid replication_status 'updating'".into(),
+                "volume_updates[0]: invalid status 'in use'".into(),
+                "volume_updates[0]: invalid status None".into(),
+            ]
+        );
+        // Group statuses are Cinder's group statuses.
+        let groups = Builder::new(&[("g", None)])
+            .add("g", &[("status", Some("deleted")), ("replication_status", Some("enabled"))])
+            .add("g", &[("status", Some("in use")), ("provider_id", Some("x"))])
+            .build();
+        let input = Input { service: Service::Null, volumes: Entries::empty(), groups };
+        assert_eq!(
+            refused(&input),
+            vec![
+                "group_updates[1]: group 'g' appears more than once (first at [0])",
+                "group_updates[1]: invalid status 'in use'",
+                "group_updates[1]: key 'provider_id' may not be updated; allowed: replication_status, status",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_shared_dict_reports_for_each_entry() {
+        let b = Builder::new(&KNOWN).add("v1", &[("status", Some("bogus"))]).share("v2", 0);
+        assert_eq!(
+            refused(&volumes_only(b.build())),
+            vec!["volume_updates[0]: invalid status 'bogus'", "volume_updates[1]: invalid status 'bogus'"]
+        );
+    }
+
+    #[test]
+    fn only_fifty_problems_are_written_out() {
+        let mut b = Builder::new(&[]);
+        for _ in 0..120 {
+            b = b.raw(Entry::NotADict("int"));
+        }
+        let input = volumes_only(b.build());
+        let err = plan(&input, limits(8, 1)).unwrap_err();
+        let PlanError::Refused { message, details } = err else { panic!() };
+        assert_eq!(message, "the driver's answer was refused: 120 problem(s); nothing was written");
+        assert_eq!(details.len(), 51);
+        assert_eq!(details[49], "volume_updates[49]: expected a dict with 'volume_id' and 'updates', got int");
+        assert_eq!(details[50], "... and 70 more problem(s)");
+    }
+
+    #[test]
+    fn quoting_code_points() {
+        assert_eq!(quote_code_points(&[0x61, 0x0a, 0xd800, 0x10ffff, 0x85]), "'a\\x0a\\ud800\u{10ffff}\\x85'");
+        assert_eq!(quote_code_points(&[0x61, 0x62]), quote("ab"));
+    }
+
+    #[test]
+    fn known_errors() {
+        assert_eq!(
+            known_status_error(Target::Volume, "v\n", Some("int")),
+            PlanError::Type("known_volumes['v\\x0a'] must be a string or None, got int".into())
+        );
+        assert_eq!(
+            known_status_error(Target::Group, "g", None),
+            PlanError::Value("known_groups['g'] is not valid UTF-8".into())
+        );
+        assert_eq!(known_not_a_dict(Target::Volume, "list").to_string(), "known_volumes: expected a dict, got list");
+    }
+
+    #[test]
+    fn fast_hasher_spreads_short_keys() {
+        use std::collections::HashSet;
+        use std::hash::BuildHasher;
+        let build = BuildHasherDefault::<FastHasher>::default();
+        let hashes: HashSet<u64> = (0..10_000).map(|i| build.hash_one(format!("vol-{i}")) & 0xffff).collect();
+        assert!(hashes.len() > 7_000, "{}", hashes.len());
+    }
+}
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn sizes() {
+        use super::*;
+        #[derive(Clone, Copy)]
+        struct T { _p: std::ptr::NonNull<u8>, _l: u32, _o: u32, _h: u64 }
+        eprintln!("entry {} id {} upd {} key {} scalar {} item {} checked {} ready {}",
+            std::mem::size_of::<Entry<T>>(), std::mem::size_of::<Id<T>>(), std::mem::size_of::<UpdatesRef<T>>(),
+            std::mem::size_of::<Key<T>>(), std::mem::size_of::<Scalar<T>>(), std::mem::size_of::<Item<T>>(),
+            std::mem::size_of::<Checked<T>>(), std::mem::size_of::<Ready<T>>());
+    }
+}
