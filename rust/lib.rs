@@ -104,6 +104,8 @@ struct Extract<'py> {
     objects: Vec<Bound<'py, PyAny>>,
     /// `__name__` of the types met, by the address of the type (kept alive).
     type_names: planner::FastMap<usize, Txt>,
+    /// The names of the columns, interned: drivers' keys usually are these.
+    columns: Vec<Bound<'py, PyString>>,
 }
 
 impl<'py> Extract<'py> {
@@ -157,12 +159,14 @@ impl<'py> Extract<'py> {
     }
 
     fn key(&mut self, key: &Bound<'py, PyAny>) -> PyResult<Key<Txt>> {
-        Ok(match key.cast::<PyString>() {
-            Ok(s) => match self.text(s) {
-                Some(t) => Key::Str(t),
-                None => Key::NotUtf8(self.code_points(s)?),
-            },
-            Err(_) => Key::Other(self.type_name(key)),
+        let Ok(s) = key.cast::<PyString>() else { return Ok(Key::Other(self.type_name(key))) };
+        if let Some(i) = self.columns.iter().position(|c| c.is(s)) {
+            return Ok(Key::Column(Column::ALL[i]));
+        }
+        Ok(match s.to_str().ok().map(Column::named) {
+            Some(Some(column)) => Key::Column(column),
+            Some(None) => Key::Str(self.text(s).expect("valid UTF-8")),
+            None => Key::NotUtf8(self.code_points(s)?),
         })
     }
 
@@ -244,8 +248,7 @@ impl<'k, 'py> ReadList<'k, 'py> {
         let Ok(entry) = item.cast::<PyDict>() else {
             return Ok(Entry::NotADict(x.type_name(item)));
         };
-        let id = entry.get_item(&self.id_key)?;
-        let updates = entry.get_item(&self.updates_key)?;
+        let (id, updates) = self.id_and_updates(entry)?;
         let (Some(id), Some(updates), 2) = (&id, &updates, entry.len()) else {
             let mut unexpected = Vec::new();
             for key in entry.keys() {
@@ -271,6 +274,25 @@ impl<'k, 'py> ReadList<'k, 'py> {
             Ok(d) => UpdatesRef::Dict(self.dict(x, d)?),
         };
         Ok(Entry::Dict { id, updates })
+    }
+
+    /// The values of the id and `updates` keys, if present.
+    fn id_and_updates(&self, entry: &Bound<'py, PyDict>) -> PyResult<(Option<Bound<'py, PyAny>>, Option<Bound<'py, PyAny>>)> {
+        if entry.len() == 2 {
+            // Usually the keys are the interned literals: no lookups then.
+            let (mut id, mut updates) = (None, None);
+            for (key, value) in entry.iter() {
+                if key.is(&self.id_key) {
+                    id = Some(value);
+                } else if key.is(&self.updates_key) {
+                    updates = Some(value);
+                }
+            }
+            if id.is_some() && updates.is_some() {
+                return Ok((id, updates));
+            }
+        }
+        Ok((entry.get_item(&self.id_key)?, entry.get_item(&self.updates_key)?))
     }
 
     /// The status the caller's map of live rows holds for `id`, if any.
@@ -445,7 +467,8 @@ fn plan_updates<'py>(
 
     let t0 = std::time::Instant::now();
     let objects = Vec::with_capacity(4 * volume_updates.len().unwrap_or(0));
-    let mut extract = Extract { py, objects, type_names: planner::FastMap::default() };
+    let columns = Column::ALL.iter().map(|c| PyString::intern(py, c.name())).collect();
+    let mut extract = Extract { py, objects, type_names: planner::FastMap::default(), columns };
     let input = planner::Input {
         service: extract.service(service_update)?,
         volumes: extract.entries(Target::Volume, volume_updates, known_volumes)?,

@@ -138,6 +138,11 @@ impl Column {
     fn bit(self) -> u16 {
         1 << self as u16
     }
+
+    /// The column of this name.
+    pub fn named(name: &str) -> Option<Column> {
+        Column::ALL.iter().copied().find(|c| c.name() == name)
+    }
 }
 
 /// What a driver's update is about.
@@ -166,8 +171,8 @@ impl Target {
         }
     }
 
-    fn column(self, key: &str) -> Option<Column> {
-        self.columns().iter().copied().find(|c| c.name() == key)
+    fn allows(self, column: Column) -> bool {
+        self.columns().contains(&column)
     }
 
     fn valid_value(self, column: Column, value: &str) -> Option<bool> {
@@ -221,6 +226,9 @@ impl Target {
 /// A dict key of the driver's answer.
 #[derive(Debug, Clone)]
 pub enum Key<S> {
+    /// A str that is the name of a column (the binding recognises them
+    /// without keeping the str): the same as `Str` of that name.
+    Column(Column),
     Str(S),
     /// A str Python cannot encode as UTF-8 (lone surrogates): its code points.
     NotUtf8(Box<[u32]>),
@@ -510,9 +518,11 @@ fn check_pair<S: Text>(target: Target, key: &Key<S>, value: &Scalar<S>) -> Resul
     let column = match key {
         Key::Other(t) => return Err(format!("keys must be strings, got {}", t.as_str())),
         Key::NotUtf8(cps) => return Err(not_allowed(target, &quote_code_points(cps))),
-        Key::Str(k) => match target.column(k.as_str()) {
-            Some(c) => c,
-            None => return Err(not_allowed(target, &quote(k.as_str()))),
+        Key::Column(c) if target.allows(*c) => *c,
+        Key::Column(c) => return Err(not_allowed(target, &quote(c.name()))),
+        Key::Str(k) => match Column::named(k.as_str()) {
+            Some(c) if target.allows(c) => c,
+            _ => return Err(not_allowed(target, &quote(k.as_str()))),
         },
     };
     let name = column.name();
@@ -546,15 +556,16 @@ fn check_pair<S: Text>(target: Target, key: &Key<S>, value: &Scalar<S>) -> Resul
 /// An updates dict, checked once however many entries share it.
 struct Checked<S> {
     problems: Vec<String>,
-    /// The columns and values, sorted by column.
-    values: Vec<(Column, Option<S>)>,
+    /// Its columns and values, sorted by column: a range of `Checks::values`.
+    values: std::ops::Range<usize>,
     mask: u16,
     /// The new `status`, if the dict sets one.
     status: Option<S>,
 }
 
-fn check_dict<S: Text>(target: Target, items: &[Item<S>]) -> Checked<S> {
-    let mut checked = Checked { problems: Vec::new(), values: Vec::with_capacity(items.len()), mask: 0, status: None };
+fn check_dict<S: Text>(target: Target, items: &[Item<S>], values: &mut Vec<(Column, Option<S>)>) -> Checked<S> {
+    let start = values.len();
+    let mut checked = Checked { problems: Vec::new(), values: start..start, mask: 0, status: None };
     for (key, value) in items {
         match check_pair(target, key, value) {
             Err(problem) => checked.problems.push(problem),
@@ -567,11 +578,12 @@ fn check_dict<S: Text>(target: Target, items: &[Item<S>]) -> Checked<S> {
                 if column == Column::Status {
                     checked.status = value;
                 }
-                checked.values.push((column, value));
+                values.push((column, value));
             }
         }
     }
-    checked.values.sort_unstable_by_key(|(c, _)| *c);
+    values[start..].sort_unstable_by_key(|(c, _)| *c);
+    checked.values = start..values.len();
     checked
 }
 
@@ -603,10 +615,43 @@ fn check_service<S: Text>(service: &Service<S>, problems: &mut Problems) -> Vec<
     out
 }
 
+/// Where each id first appears in a list. Keyed by the id's hash (which the
+/// binding computed while the text was at hand), so that the text of an id is
+/// read again only for a repeated hash.
+struct FirstAt<S> {
+    by_hash: FastMap<u64, u32>,
+    /// Distinct ids with the hash of an earlier one: rare enough for a list.
+    collided: Vec<(S, usize)>,
+}
+
+impl<S: Text> FirstAt<S> {
+    fn new(capacity: usize) -> Self {
+        let mut by_hash = FastMap::default();
+        by_hash.reserve(capacity);
+        FirstAt { by_hash, collided: Vec::new() }
+    }
+
+    /// The index of the first entry with this id (`i` if it is the first).
+    fn first(&mut self, entries: &[Entry<S>], id: S, i: usize) -> usize {
+        let j = *self.by_hash.entry(id.text_hash()).or_insert(i as u32) as usize;
+        let same = |j: usize| matches!(&entries[j], Entry::Dict { id: Id::Str { id: other, .. }, .. } if ByText(*other) == ByText(id));
+        if j == i || same(j) {
+            return j;
+        }
+        if let Some((_, k)) = self.collided.iter().find(|(other, _)| ByText(*other) == ByText(id)) {
+            return *k;
+        }
+        self.collided.push((id, i));
+        i
+    }
+}
+
 /// What the checks of a list leave for the planning.
 struct Checks<'a, S> {
     ready: Vec<Ready<S>>,
     dicts: Vec<Checked<S>>,
+    /// The checked values of all the dicts, end to end.
+    values: Vec<(Column, Option<S>)>,
     /// The old statuses `Ready::previous` indexes.
     statuses: &'a [Option<S>],
 }
@@ -618,18 +663,19 @@ fn check_entries<'a, S: Text>(target: Target, entries: &'a Entries<S>, problems:
     let list = match entries {
         Entries::NotAList(t) => {
             problems.add(|| format!("{list_name}: expected a list, got {}", t.as_str()));
-            return Checks { ready: Vec::new(), dicts: Vec::new(), statuses: &[] };
+            return Checks { ready: Vec::new(), dicts: Vec::new(), values: Vec::new(), statuses: &[] };
         }
         Entries::List(list) => list,
     };
-    let checked: Vec<Checked<S>> = (0..list.dicts.len() as u32).map(|d| check_dict(target, list.dicts.get(d))).collect();
+    let mut values = Vec::new();
+    let checked: Vec<Checked<S>> =
+        (0..list.dicts.len() as u32).map(|d| check_dict(target, list.dicts.get(d), &mut values)).collect();
     // Equal statuses are one status: index -> the first equal one.
     let mut first_status: FastMap<Option<ByText<S>>, u32> = FastMap::default();
     let same_status: Vec<u32> = (0..list.statuses.len() as u32)
         .map(|i| *first_status.entry(list.statuses[i as usize].map(ByText)).or_insert(i))
         .collect();
-    let mut first_at: FastMap<ByText<S>, usize> = FastMap::default();
-    first_at.reserve(list.entries.len());
+    let mut first_at = FirstAt::new(list.entries.len());
     let mut ready = Vec::with_capacity(list.entries.len());
     for (i, entry) in list.entries.iter().enumerate() {
         let at = || format!("{list_name}[{i}]");
@@ -647,6 +693,7 @@ fn check_entries<'a, S: Text>(target: Target, entries: &'a Entries<S>, problems:
                 }
                 for key in &shape.unexpected {
                     problems.add(|| match key {
+                        Key::Column(c) => format!("{}: unexpected key {}", at(), quote(c.name())),
                         Key::Str(k) => format!("{}: unexpected key {}", at(), quote(k.as_str())),
                         Key::NotUtf8(cps) => format!("{}: unexpected key {}", at(), quote_code_points(cps)),
                         Key::Other(t) => format!("{}: unexpected key of type {}", at(), t.as_str()),
@@ -677,7 +724,7 @@ fn check_entries<'a, S: Text>(target: Target, entries: &'a Entries<S>, problems:
                 }),
                 Some(current) => live = Some((*id, same_status[*current as usize])),
             }
-            let first = *first_at.entry(ByText(*id)).or_insert(i);
+            let first = first_at.first(&list.entries, *id, i);
             if first != i {
                 problems.add(|| {
                     format!("{}: {kind} {} appears more than once (first at [{first}])", at(), quote(id.as_str()))
@@ -699,7 +746,7 @@ fn check_entries<'a, S: Text>(target: Target, entries: &'a Entries<S>, problems:
             ready.push(Ready { id, dict: d, previous });
         }
     }
-    Checks { ready, dicts: checked, statuses: &list.statuses }
+    Checks { ready, dicts: checked, values, statuses: &list.statuses }
 }
 
 // ------------------------------------------------------------ the planning
@@ -817,18 +864,19 @@ impl<S: Text> Eq for Content<'_, S> {}
 
 /// The final values of a group: the dict's, plus `previous_status` (the first
 /// volume column by name) when the status changes.
-fn final_values<S: Text>(check: &Checked<S>, previous: Option<Option<S>>) -> Vec<(Column, Option<S>)> {
-    let mut values = Vec::with_capacity(check.values.len() + 1);
+fn final_values<S: Text>(values: &[(Column, Option<S>)], previous: Option<Option<S>>) -> Vec<(Column, Option<S>)> {
+    let mut out = Vec::with_capacity(values.len() + 1);
     if let Some(p) = previous {
-        values.push((Column::PreviousStatus, p));
+        out.push((Column::PreviousStatus, p));
     }
-    values.extend_from_slice(&check.values);
-    values
+    out.extend_from_slice(values);
+    out
 }
 
 fn plan_kind<S: Text>(checks: &Checks<'_, S>, limits: Limits) -> KindPlan<S> {
-    let Checks { ready, dicts: checked, statuses } = checks;
+    let Checks { ready, dicts: checked, values: all_values, statuses } = checks;
     let previous_of = |r: &Ready<S>| r.previous.map(|p| statuses[p as usize]);
+    let values_of = |d: u32| &all_values[checked[d as usize].values.clone()];
     // Group the entries by their final values, in order of first appearance:
     // each dict by its content, then by (content, previous status).
     let mut content_of = vec![u32::MAX; checked.len()];
@@ -848,7 +896,7 @@ fn plan_kind<S: Text>(checks: &Checks<'_, S>, limits: Limits) -> KindPlan<S> {
         let d = r.dict as usize;
         if content_of[d] == u32::MAX {
             let next = contents.len() as u32;
-            content_of[d] = *contents.entry(Content(&checked[d].values)).or_insert(next);
+            content_of[d] = *contents.entry(Content(values_of(r.dict))).or_insert(next);
         }
         let next = firsts.len() as u32;
         let g = *groups.entry((content_of[d], r.previous)).or_insert(next);
@@ -899,7 +947,7 @@ fn plan_kind<S: Text>(checks: &Checks<'_, S>, limits: Limits) -> KindPlan<S> {
             continue;
         }
         let r = &ready[first];
-        let values = final_values(&checked[r.dict as usize], previous_of(r));
+        let values = final_values(values_of(r.dict), previous_of(r));
         let size = limits.max_params.saturating_sub(values.len()).max(1);
         let ids = &set_ids[start[g]..start[g] + sizes[g]];
         for chunk in ids.chunks(size) {
@@ -920,7 +968,7 @@ fn plan_kind<S: Text>(checks: &Checks<'_, S>, limits: Limits) -> KindPlan<S> {
                 if let Some(p) = previous_of(r) {
                     column.next().expect("previous_status column").push(p);
                 }
-                for ((_, v), out) in checked[r.dict as usize].values.iter().zip(column) {
+                for ((_, v), out) in values_of(r.dict).iter().zip(column) {
                     out.push(*v);
                 }
             }
@@ -1417,18 +1465,5 @@ mod tests {
         let build = BuildHasherDefault::<FastHasher>::default();
         let hashes: HashSet<u64> = (0..10_000).map(|i| build.hash_one(format!("vol-{i}")) & 0xffff).collect();
         assert!(hashes.len() > 7_000, "{}", hashes.len());
-    }
-}
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn sizes() {
-        use super::*;
-        #[derive(Clone, Copy)]
-        struct T { _p: std::ptr::NonNull<u8>, _l: u32, _o: u32, _h: u64 }
-        eprintln!("entry {} id {} upd {} key {} scalar {} item {} checked {} ready {}",
-            std::mem::size_of::<Entry<T>>(), std::mem::size_of::<Id<T>>(), std::mem::size_of::<UpdatesRef<T>>(),
-            std::mem::size_of::<Key<T>>(), std::mem::size_of::<Scalar<T>>(), std::mem::size_of::<Item<T>>(),
-            std::mem::size_of::<Checked<T>>(), std::mem::size_of::<Ready<T>>());
     }
 }
