@@ -41,7 +41,7 @@ def cluster(engine: sa.Engine, name: str, members: list[str], *, running: tuple[
     with engine.begin() as conn:
         cluster_id = seed.add_cluster(conn, name, now=long_ago(), **row)
         for host in members:
-            seed.add_service(conn, host, now=utcnow() if host in running else long_ago(), cluster_name=name, **FAILED_OVER)
+            seed.add_service(conn, host, now=utcnow() if host in running else long_ago(), cluster_name=name, **row)
     return cluster_id
 
 

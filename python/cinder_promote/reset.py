@@ -89,10 +89,11 @@ class ResetResult:
     journal_id: int | None
     rows: list[RowChange]
     message: str
+    operation: str = OPERATION
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "operation": OPERATION,
+            "operation": self.operation,
             "dry_run": self.dry_run,
             "changed": self.changed,
             "journal_id": self.journal_id,

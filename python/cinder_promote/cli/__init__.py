@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import __version__
-from . import demo, hook, reset, status
+from . import check, demo, hook, journal, reset, status
 from .state import CliState
 
 app = typer.Typer(
@@ -51,6 +51,8 @@ def root(
 reset.register(app, db_app)
 status.register(app)
 hook.register(app)
+check.register(app)
+journal.register(app)
 demo.register(app)
 
 

@@ -12,8 +12,10 @@ from ..config import DEFAULT_SERVICE_DOWN_TIME
 from ..db.connect import open_engine
 from ..errors import Refused
 from ..reset import build_request, reset_active_backend
+from ..check import run_check
 from ..offline import run_offline
 from ..status import collect
+from .check import render_check
 from .errors import handled
 from .hook import render_hook
 from .render import console
@@ -72,7 +74,10 @@ def demo_command(
               f"reset-active-backend --cluster {story.CLUSTER} --enable-replication")
         _reset(engine, cluster=story.CLUSTER, enable_replication=True)
 
-        _step("5. Running it again changes nothing",
+        _step("5. check: the volumes and groups still say failed-over; the driver's hook will fix them", "check")
+        render_check(run_check(engine, service_down_time=DEFAULT_SERVICE_DOWN_TIME))
+
+        _step("5b. Running the reset again changes nothing",
               f"reset-active-backend --cluster {story.CLUSTER} --enable-replication")
         _reset(engine, cluster=story.CLUSTER, enable_replication=True)
 
@@ -86,6 +91,8 @@ def demo_command(
 
         _step("8. B is the primary and replicates to C; the admin now thaws and re-enables the services", "status")
         render_status(collect(engine, service_down_time=DEFAULT_SERVICE_DOWN_TIME))
+        _step("9. Nothing contradicts itself any more", "check")
+        render_check(run_check(engine, service_down_time=DEFAULT_SERVICE_DOWN_TIME))
     finally:
         engine.dispose()
     out.print()

@@ -159,3 +159,18 @@ def finish(
                 counts_json=_dump(counts), error=error)
     )
     return result.rowcount == 1
+
+
+def get(conn: Connection, entry_id: int) -> JournalEntry | None:
+    if not exists(conn):
+        return None
+    row = conn.execute(sa.select(journal).where(journal.c.id == entry_id)).first()
+    return None if row is None else _entry(row)
+
+
+def undone_by(conn: Connection, entry_id: int) -> JournalEntry | None:
+    """The successful undo of an entry, if any."""
+    row = conn.execute(
+        sa.select(journal).where(journal.c.undo_of == entry_id, journal.c.state == DONE).order_by(journal.c.id)
+    ).first()
+    return None if row is None else _entry(row)

@@ -148,3 +148,13 @@ def update_members(conn: Connection, cluster_name: str, values: Mapping[str, Any
         .values(**values)
     )
     return conn.execute(query).rowcount
+
+
+def service_by_id(conn: Connection, row_id: int) -> ServiceRow | None:
+    row = conn.execute(sa.select(*_SERVICE_COLUMNS).where(services.c.id == row_id, _not_deleted(services))).first()
+    return None if row is None else _service(row)
+
+
+def cluster_by_id(conn: Connection, row_id: int) -> ClusterRow | None:
+    row = conn.execute(sa.select(*_CLUSTER_COLUMNS).where(clusters.c.id == row_id, _not_deleted(clusters))).first()
+    return None if row is None else _cluster(row)

@@ -1,0 +1,83 @@
+"""check: each finding code comes from a seeded real Cinder database and is absent on a clean one."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from scenario import cluster, running_service, stopped_service
+
+from cinder_promote import check
+from cinder_promote.db import journal as journal_sql
+from cinder_promote.db import seed
+from cinder_promote.models import utcnow
+
+CLEAN = {"replication_status": "enabled", "active_backend_id": None}
+
+
+def _fence(db, host, *, holder, seconds):
+    journal_sql.ensure_table(db)
+    now = utcnow()
+    with db.begin() as conn:
+        conn.execute(sa.text("UPDATE services SET replication_status = 'updating' WHERE host = :h"), {"h": host})
+        journal_sql.insert(conn, now=now, operation="update-host-replication", target_kind="service", target=host,
+                           state="running", holder=holder, lease_expires_at=now + timedelta(seconds=seconds),
+                           status_before="enabled")
+
+
+def _clean(db):
+    stopped_service(db, "node-a@be", **CLEAN)
+    cluster(db, "gold@be", ["node-1@be", "node-2@be"], **CLEAN)
+    with db.begin() as conn:
+        seed.add_volumes(conn, [seed.volume_row("node-a@be#p", replication_status="enabled") for _ in range(5)])
+        seed.add_volumes(conn, [seed.volume_row("node-1@be#p", cluster_name="gold@be#p", replication_status="enabled")])
+        seed.add_groups(conn, [seed.group_row("node-a@be", replication_status="enabled")])
+
+
+SEEDS = {
+    check.VOLUMES_CONTRADICT: lambda db: _add(db, seed.add_volumes, seed.volume_row("node-a@be#p", replication_status="failed-over")),
+    check.GROUPS_CONTRADICT: lambda db: _add(db, seed.add_groups, seed.group_row("node-a@be", replication_status="failed-over")),
+    check.STUCK_TRANSITIONAL: lambda db: stopped_service(db, "node-t@be", replication_status="failing-over"),
+    check.STALE_FENCE: lambda db: _fence(db, "node-a@be", holder="gone:1", seconds=-10),
+    check.UP_WHILE_PROMOTING: lambda db: (running_service(db, "node-u@be", **CLEAN),
+                                          _fence(db, "node-u@be", holder="admin-box:77", seconds=300)),
+}
+
+
+def _add(db, adder, row):
+    with db.begin() as conn:
+        adder(conn, [row])
+
+
+def _codes(cli, url):
+    result = cli("--db-url", url, "check", "--format", "json")
+    return result, [f["code"] for f in json.loads(result.stdout)["findings"]]
+
+
+def test_clean_database_has_no_findings(cli, db, cinder_url):
+    _clean(db)
+    result, codes = _codes(cli, cinder_url)
+    assert result.exit_code == 0 and codes == []
+    assert "no findings" in cli("--db-url", cinder_url, "check").stdout
+
+
+@pytest.mark.parametrize("code", check.CODES)
+def test_each_finding(cli, db, cinder_url, code):
+    _clean(db)
+    if code == check.MEMBER_DISAGREES:
+        with db.begin() as conn:
+            conn.execute(sa.text("UPDATE services SET replication_status = 'failed-over' WHERE host = 'node-2@be'"))
+    else:
+        SEEDS[code](db)
+    result, codes = _codes(cli, cinder_url)
+    assert result.exit_code == 1
+    assert codes == [code]
+    finding = json.loads(result.stdout)["findings"][0]
+    assert finding["rows"] and finding["command"]
+    if code == check.MEMBER_DISAGREES:
+        assert {r.get("host") or r.get("name") for r in finding["rows"]} == {"gold@be", "node-2@be"}
+        assert finding["command"] == "cinder-promote reset-active-backend --cluster gold@be --replication-status enabled"
+    table = cli("--db-url", cinder_url, "check")
+    assert table.exit_code == 1 and code in table.stdout
