@@ -40,6 +40,12 @@ def build(path: str, *, volumes: int = 3000, groups: int = 300) -> DemoDatabase:
         os.remove(path)
     seed.create_cinder_sqlite(path)
     url = f"sqlite:///{os.path.abspath(path)}"
+    n_vol, n_grp = seed_disaster(url, volumes=volumes, groups=groups)
+    return DemoDatabase(path=path, url=url, volumes=n_vol, groups=n_grp)
+
+
+def seed_disaster(url: str, *, volumes: int = 3000, groups: int = 300) -> tuple[int, int]:
+    """Seed the disaster into an empty Cinder database (any of the three); return the volume and group counts."""
     engine = sa.create_engine(url)
     now = utcnow()
     stopped = now - timedelta(minutes=12)
@@ -80,4 +86,4 @@ def build(path: str, *, volumes: int = 3000, groups: int = 300) -> DemoDatabase:
             ))
     finally:
         engine.dispose()
-    return DemoDatabase(path=path, url=url, volumes=n_vol, groups=n_grp)
+    return n_vol, n_grp

@@ -46,12 +46,16 @@ def demo_command(
     db_path: Annotated[str, typer.Option("--db-path", help="Where to write the demo's SQLite database (replaced if present).")] = "cinder-promote-demo.sqlite",
     volumes: Annotated[int, typer.Option("--volumes", min=1, help="Volumes on the failed-over backends.")] = 3000,
     groups: Annotated[int, typer.Option("--groups", min=0, help="Groups on the failed-over backends.")] = 300,
+    disaster_only: Annotated[bool, typer.Option("--disaster-only", help="Only build the disaster, for following the admin guide by hand.")] = False,
 ) -> None:
     """Build Cinder's database on embedded SQLite with the seed's disaster, then promote backend B."""
     out = console()
     db = story.build(db_path, volumes=volumes, groups=groups)
     out.print(f"DB={db.url}  ({db.volumes} volumes, {db.groups} groups, Cinder 29.0.0 schema)")
     out.print(story.__doc__.split("\n\n")[1].replace("\n", " "))
+    if disaster_only:
+        out.print(f"Now follow docs/admin-guide.md with: export CINDER_PROMOTE_DB_URL={db.url}")
+        return
     engine = open_engine(db.url)
     try:
         _step("1. The disaster: Cinder says failed-over to backend-b", "status")
