@@ -1,0 +1,145 @@
+"""`bench startup`: the startup hook timed end to end and by phase.
+
+It seeds a scratch Cinder database with one stopped, freshly promoted
+service and N volumes and M groups still `failed-over`, then runs the hook
+with the reference driver, which answers a distinct update for every volume
+(its new replication pair) and one shared update for the groups: the
+heaviest realistic answer. Without `--db-url` the database is a temporary
+SQLite file with Cinder's schema.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sqlite3
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from . import __version__
+from . import engine as core
+from .db import seed
+from .db.connect import masked, open_engine
+from .drivers.reference import ReferenceDriver
+from .errors import Refused
+from .hook import PHASES, update_host_replication
+from .models import utcnow
+
+BENCH_HOST = "bench-node@bench"
+
+
+@dataclass
+class BenchResult:
+    volumes: int
+    groups: int
+    engine: str
+    database: str
+    database_version: str
+    seed_s: float
+    total_s: float
+    phases_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rows_per_s(self) -> float:
+        return (self.volumes + self.groups) / self.total_s if self.total_s else 0.0
+
+    def machine(self) -> dict[str, Any]:
+        return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                "cinder_promote": __version__}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "operation": "bench startup", "volumes": self.volumes, "groups": self.groups, "engine": self.engine,
+            "database": self.database, "database_version": self.database_version, "machine": self.machine(),
+            "seed_s": round(self.seed_s, 3), "total_s": round(self.total_s, 3),
+            "phases_s": {k: round(v, 4) for k, v in self.phases_s.items()},
+            "rows_per_s": round(self.rows_per_s),
+        }
+
+
+def database_version(engine: sa.Engine) -> str:
+    backend = engine.url.get_backend_name()
+    if backend == "sqlite":
+        return f"SQLite {sqlite3.sqlite_version}"
+    with engine.connect() as conn:
+        return str(conn.execute(sa.text("SELECT version()")).scalar()).split(" on ")[0]
+
+
+def _scratch_check(engine: sa.Engine) -> None:
+    with engine.connect() as conn:
+        hosts = conn.execute(sa.text("SELECT DISTINCT host FROM services WHERE deleted = :f"), {"f": False}).scalars().all()
+    others = [h for h in hosts if h != BENCH_HOST]
+    if others:
+        raise Refused(f"bench writes rows: it runs only on a scratch Cinder database, and this one has services"
+                      f" ({', '.join(sorted(others)[:5])}); nothing was written")
+
+
+def _seed(engine: sa.Engine, volumes: int, groups: int) -> None:
+    stopped = utcnow() - timedelta(hours=1)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM volumes WHERE host LIKE :h"), {"h": BENCH_HOST + "#%"})
+        conn.execute(sa.text("DELETE FROM groups WHERE host = :h"), {"h": BENCH_HOST})
+        conn.execute(sa.text("DELETE FROM services WHERE host = :h"), {"h": BENCH_HOST})
+        seed.add_service(conn, BENCH_HOST, now=stopped, replication_status="enabled", active_backend_id=None,
+                         disabled=True, frozen=True)
+        seed.add_volumes(conn, (seed.volume_row(f"{BENCH_HOST}#pool{i % 4}", now=stopped, replication_status="failed-over")
+                                for i in range(volumes)))
+        seed.add_groups(conn, (seed.group_row(BENCH_HOST, now=stopped, replication_status="failed-over")
+                               for _ in range(groups)))
+
+
+def startup(*, volumes: int, groups: int, db_url: str | None = None, engine_name: str = "native") -> BenchResult:
+    previous = core.current()
+    core.use(engine_name)
+    scratch_dir = None
+    try:
+        if db_url is None:
+            scratch_dir = tempfile.TemporaryDirectory(prefix="cinder-promote-bench-")
+            path = os.path.join(scratch_dir.name, "cinder.sqlite")
+            seed.create_cinder_sqlite(path)
+            db_url = f"sqlite:///{path}"
+        engine = open_engine(db_url)
+        try:
+            _scratch_check(engine)
+            started = time.perf_counter()
+            _seed(engine, volumes, groups)
+            seeded = time.perf_counter() - started
+            driver = ReferenceDriver()
+            driver.do_setup(None)
+            started = time.perf_counter()
+            result = update_host_replication(engine, driver, host=BENCH_HOST)
+            total = time.perf_counter() - started
+            return BenchResult(volumes, groups, engine_name, masked(engine.url), database_version(engine), seeded, total,
+                               {p: result.timings.get(p, 0.0) for p in PHASES})
+        finally:
+            engine.dispose()
+    finally:
+        core.use(previous)
+        if scratch_dir is not None:
+            scratch_dir.cleanup()
+
+
+def write_chart(result: BenchResult, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 2.6))
+    left = 0.0
+    for phase, seconds in result.phases_s.items():
+        ax.barh([0], [seconds], left=left, label=f"{phase} {seconds:.2f}s")
+        left += seconds
+    ax.set_yticks([])
+    ax.set_xlabel("seconds")
+    ax.set_title(f"startup hook, {result.volumes} volumes + {result.groups} groups, {result.database_version},"
+                 f" {result.engine} engine: {result.rows_per_s:,.0f} rows/s", fontsize=9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=len(result.phases_s), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
