@@ -181,7 +181,7 @@ impl<'py> Extract<'py> {
     }
 
     fn item(&mut self, key: &Bound<'py, PyAny>, value: &Bound<'py, PyAny>) -> PyResult<Item<Txt>> {
-        Ok((self.key(key)?, self.scalar(value)))
+        Ok(Item::new(self.key(key)?, self.scalar(value)))
     }
 
     fn service(&mut self, service: &Bound<'py, PyAny>) -> PyResult<Service<Txt>> {
@@ -194,7 +194,12 @@ impl<'py> Extract<'py> {
         })
     }
 
-    fn entries(&mut self, target: Target, list: &Bound<'py, PyAny>, known: &Bound<'py, PyDict>) -> PyResult<Entries<Txt>> {
+    fn entries(
+        &mut self,
+        target: Target,
+        list: &Bound<'py, PyAny>,
+        known: &Bound<'py, PyDict>,
+    ) -> PyResult<Entries<Txt>> {
         let items: Box<dyn Iterator<Item = Bound<'py, PyAny>>> = if let Ok(l) = list.cast::<PyList>() {
             Box::new(l.iter())
         } else if let Ok(t) = list.cast::<PyTuple>() {
@@ -202,7 +207,9 @@ impl<'py> Extract<'py> {
         } else {
             return Ok(Entries::NotAList(self.type_name(list)));
         };
-        let mut read = ReadList::new(self.py, target, known, list.len()?);
+        let len = list.len()?;
+        self.objects.reserve(2 * len);
+        let mut read = ReadList::new(self.py, target, known, len);
         for item in items {
             let entry = read.entry(self, &item)?;
             read.out.entries.push(entry);
@@ -214,6 +221,8 @@ impl<'py> Extract<'py> {
 /// Reads one list of the driver's answer.
 struct ReadList<'k, 'py> {
     target: Target,
+    /// The number of entries.
+    len: usize,
     known: &'k Bound<'py, PyDict>,
     id_key: Bound<'py, PyString>,
     updates_key: Bound<'py, PyString>,
@@ -233,6 +242,7 @@ impl<'k, 'py> ReadList<'k, 'py> {
         out.entries.reserve(len);
         ReadList {
             target,
+            len,
             known,
             id_key: PyString::intern(py, target.id_key()),
             updates_key: PyString::intern(py, "updates"),
@@ -248,7 +258,7 @@ impl<'k, 'py> ReadList<'k, 'py> {
         let Ok(entry) = item.cast::<PyDict>() else {
             return Ok(Entry::NotADict(x.type_name(item)));
         };
-        let (id, updates) = self.id_and_updates(entry)?;
+        let [id, updates] = self.id_and_updates(entry)?;
         let (Some(id), Some(updates), 2) = (&id, &updates, entry.len()) else {
             let mut unexpected = Vec::new();
             for key in entry.keys() {
@@ -277,7 +287,7 @@ impl<'k, 'py> ReadList<'k, 'py> {
     }
 
     /// The values of the id and `updates` keys, if present.
-    fn id_and_updates(&self, entry: &Bound<'py, PyDict>) -> PyResult<(Option<Bound<'py, PyAny>>, Option<Bound<'py, PyAny>>)> {
+    fn id_and_updates(&self, entry: &Bound<'py, PyDict>) -> PyResult<[Option<Bound<'py, PyAny>>; 2]> {
         if entry.len() == 2 {
             // Usually the keys are the interned literals: no lookups then.
             let (mut id, mut updates) = (None, None);
@@ -289,10 +299,10 @@ impl<'k, 'py> ReadList<'k, 'py> {
                 }
             }
             if id.is_some() && updates.is_some() {
-                return Ok((id, updates));
+                return Ok([id, updates]);
             }
         }
-        Ok((entry.get_item(&self.id_key)?, entry.get_item(&self.updates_key)?))
+        Ok([entry.get_item(&self.id_key)?, entry.get_item(&self.updates_key)?])
     }
 
     /// The status the caller's map of live rows holds for `id`, if any.
@@ -325,6 +335,11 @@ impl<'k, 'py> ReadList<'k, 'py> {
 
     /// The index of an updates dict in the list's dicts, reading it if new.
     fn dict(&mut self, x: &mut Extract<'py>, dict: &Bound<'py, PyDict>) -> PyResult<u32> {
+        // SAFETY: reading the reference count of a live object.
+        if unsafe { ffi::Py_REFCNT(dict.as_ptr()) } <= 2 {
+            // Held by this entry and by `dict` only: no other entry shares it.
+            return self.read_dict(x, dict);
+        }
         let address = dict.as_ptr() as usize;
         if let Some((a, i)) = self.last_dict {
             if a == address {
@@ -335,17 +350,29 @@ impl<'k, 'py> ReadList<'k, 'py> {
             Some(&i) => i,
             None => {
                 x.keep(dict.as_any());
-                for (key, value) in dict.iter() {
-                    let item = x.item(&key, &value)?;
-                    self.out.dicts.item(item);
-                }
-                let i = self.out.dicts.end();
+                let i = self.read_dict(x, dict)?;
                 self.dict_at.insert(address, i);
                 i
             }
         };
         self.last_dict = Some((address, index));
         Ok(index)
+    }
+
+    fn read_dict(&mut self, x: &mut Extract<'py>, dict: &Bound<'py, PyDict>) -> PyResult<u32> {
+        if self.out.dicts.is_empty() {
+            // Guess that the other entries look like this one: growing these
+            // by doubling copies them and touches fresh memory each time.
+            let rest = self.len - self.out.entries.len();
+            let per_dict = dict.len().min(8);
+            self.out.dicts.reserve(rest, rest * per_dict);
+            x.objects.reserve(rest * (per_dict + 1));
+        }
+        for (key, value) in dict.iter() {
+            let item = x.item(&key, &value)?;
+            self.out.dicts.item(item);
+        }
+        Ok(self.out.dicts.end())
     }
 }
 
@@ -400,8 +427,8 @@ impl<'py> Output<'_, 'py> {
         Ok(dict)
     }
 
-    fn ids(&self, ids: &[Txt]) -> PyResult<Bound<'py, PyList>> {
-        PyList::new(self.py, ids.iter().map(|t| &self.objects[t.object as usize]))
+    fn ids(&self, plan: &planner::KindPlan<Txt>, members: &std::ops::Range<usize>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(self.py, plan.ids(members.clone()).map(|t| &self.objects[t.object as usize]))
     }
 
     fn kind(&self, plan: &planner::KindPlan<Txt>) -> PyResult<Bound<'py, PyDict>> {
@@ -410,17 +437,17 @@ impl<'py> Output<'_, 'py> {
         for chunk in &plan.sets {
             let set = PyDict::new(py);
             set.set_item(intern!(py, "values"), self.values(&chunk.values)?)?;
-            set.set_item(intern!(py, "ids"), self.ids(&chunk.ids)?)?;
+            set.set_item(intern!(py, "ids"), self.ids(plan, &chunk.members)?)?;
             sets.append(set)?;
         }
         let rows = PyList::empty(py);
         for chunk in &plan.rows {
             let row = PyDict::new(py);
             row.set_item(intern!(py, "columns"), PyList::new(py, chunk.columns.iter().map(|c| self.column(*c)))?)?;
-            row.set_item(intern!(py, "ids"), self.ids(&chunk.ids)?)?;
+            row.set_item(intern!(py, "ids"), self.ids(plan, &chunk.members)?)?;
             let values = PyList::empty(py);
-            for column in &chunk.values {
-                values.append(PyList::new(py, column.iter().map(|v| self.value(*v)))?)?;
+            for c in 0..chunk.columns.len() {
+                values.append(PyList::new(py, plan.column(chunk, c).map(|v| self.value(v)))?)?;
             }
             row.set_item(intern!(py, "values"), values)?;
             rows.append(row)?;
@@ -465,10 +492,8 @@ fn plan_updates<'py>(
     let known_volumes = known(known_volumes, Target::Volume)?;
     let known_groups = known(known_groups, Target::Group)?;
 
-    let t0 = std::time::Instant::now();
-    let objects = Vec::with_capacity(4 * volume_updates.len().unwrap_or(0));
     let columns = Column::ALL.iter().map(|c| PyString::intern(py, c.name())).collect();
-    let mut extract = Extract { py, objects, type_names: planner::FastMap::default(), columns };
+    let mut extract = Extract { py, objects: Vec::new(), type_names: planner::FastMap::default(), columns };
     let input = planner::Input {
         service: extract.service(service_update)?,
         volumes: extract.entries(Target::Volume, volume_updates, known_volumes)?,
@@ -478,41 +503,13 @@ fn plan_updates<'py>(
             extract.entries(Target::Group, group_updates, known_groups)?
         },
     };
-    let t1 = std::time::Instant::now();
     py.check_signals()?;
-    let plan = py.detach(|| planner::plan(&input, limits)).map_err(plan_error)?;
+    let plan = py.detach(move || planner::plan(input, limits)).map_err(plan_error)?;
     py.check_signals()?;
-    let t2 = std::time::Instant::now();
-    let columns = Column::ALL.iter().map(|c| PyString::intern(py, c.name())).collect();
+    let columns = std::mem::take(&mut extract.columns);
     let out = Output { py, objects: &extract.objects, columns }.plan(&plan)?;
-    let t3 = std::time::Instant::now();
     drop(plan);
-    drop(input);
-    eprintln!("extract {:?} plan {:?} out {:?} drop {:?}", t1-t0, t2-t1, t3-t2, t3.elapsed());
     Ok(out)
-}
-
-#[pyfunction]
-fn _probe<'py>(py: Python<'py>, list: &Bound<'py, PyList>, known: &Bound<'py, PyDict>, level: u32) -> PyResult<usize> {
-    let idk = PyString::intern(py, "volume_id");
-    let upk = PyString::intern(py, "updates");
-    let mut total = 0usize;
-    for e in list.iter() {
-        let d = e.cast::<PyDict>()?;
-        if level == 0 { total += d.len(); continue; }
-        let id = d.get_item(&idk)?.unwrap();
-        let up = d.get_item(&upk)?.unwrap();
-        let ids = id.cast::<PyString>()?;
-        total += ids.to_str()?.len();
-        if level == 1 { continue; }
-        if known.get_item(ids)?.is_some() { total += 1; }
-        if level == 2 { continue; }
-        for (k, v) in up.cast::<PyDict>()?.iter() {
-            total += k.cast::<PyString>()?.to_str()?.len();
-            total += v.cast::<PyString>()?.to_str()?.len();
-        }
-    }
-    Ok(total)
 }
 
 #[pymodule]
@@ -524,6 +521,5 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(split_host, m)?)?;
     m.add_function(wrap_pyfunction!(check_backend_host, m)?)?;
     m.add_function(wrap_pyfunction!(plan_updates, m)?)?;
-    m.add_function(wrap_pyfunction!(_probe, m)?)?;
     Ok(())
 }

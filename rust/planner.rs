@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::ops::Range;
 
 use crate::error::quote;
 use crate::validate::{FENCE_STATUS, REPLICATION_STATUSES};
@@ -81,6 +82,7 @@ impl Text for &str {
 /// The hash the planner groups and deduplicates strings by.
 pub fn text_hash(text: &str) -> u64 {
     let mut hasher = FastHasher::default();
+    hasher.write_usize(text.len());
     hasher.write(text.as_bytes());
     hasher.finish()
 }
@@ -246,8 +248,24 @@ pub enum Scalar<S> {
     Other(S),
 }
 
-/// A `key: value` item of a dict, in the dict's order.
-pub type Item<S> = (Key<S>, Scalar<S>);
+/// A `key: value` item of a dict.
+#[derive(Debug, Clone)]
+pub enum Item<S> {
+    /// A str key naming a column, with a str or None: the usual item, kept small.
+    Column(Column, Option<S>),
+    /// Any other item.
+    Other(Box<(Key<S>, Scalar<S>)>),
+}
+
+impl<S> Item<S> {
+    pub fn new(key: Key<S>, value: Scalar<S>) -> Self {
+        match (key, value) {
+            (Key::Column(c), Scalar::Null) => Item::Column(c, None),
+            (Key::Column(c), Scalar::Str(s)) => Item::Column(c, Some(s)),
+            (key, value) => Item::Other(Box::new((key, value))),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub enum Service<S> {
@@ -309,7 +327,13 @@ impl<S> Dicts<S> {
         (self.ends.len() - 1) as u32
     }
 
-    /// Start a dict whose items come with `item`; `end` closes it.
+    /// Make room for `dicts` more dicts with `items` items in all.
+    pub fn reserve(&mut self, dicts: usize, items: usize) {
+        self.ends.reserve(dicts);
+        self.items.reserve(items);
+    }
+
+    /// Add an item to the dict being read; `end` closes it.
     pub fn item(&mut self, item: Item<S>) {
         self.items.push(item);
     }
@@ -318,10 +342,19 @@ impl<S> Dicts<S> {
         self.push(std::iter::empty())
     }
 
-    pub fn get(&self, index: u32) -> &[Item<S>] {
+    fn range(&self, index: u32) -> Range<usize> {
         let i = index as usize;
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.items[start..self.ends[i] as usize]
+        start..self.ends[i] as usize
+    }
+
+    pub fn get(&self, index: u32) -> &[Item<S>] {
+        &self.items[self.range(index)]
+    }
+
+    fn get_mut(&mut self, index: u32) -> &mut [Item<S>] {
+        let range = self.range(index);
+        &mut self.items[range]
     }
 
     pub fn len(&self) -> usize {
@@ -376,31 +409,63 @@ pub struct Limits {
 
 // ----------------------------------------------------------------- the plan
 
-/// Identical updates for many ids: one `UPDATE ... SET values WHERE id IN ids`.
+/// Identical updates for many rows: one `UPDATE ... SET values WHERE id IN ids`;
+/// the ids are [`KindPlan::ids`] of `members`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetChunk<S> {
     pub values: Vec<(Column, Option<S>)>,
-    pub ids: Vec<S>,
+    pub members: Range<usize>,
 }
 
-/// Distinct updates of the same columns, column-wise: `values[c][r]` is the
-/// value of `columns[c]` for `ids[r]`.
+/// Distinct updates of the same columns; the ids are [`KindPlan::ids`] of
+/// `members`, the values of column `c` [`KindPlan::column`] of `c`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowChunk<S> {
+pub struct RowChunk {
     pub columns: Vec<Column>,
-    pub ids: Vec<S>,
-    pub values: Vec<Vec<Option<S>>>,
+    pub members: Range<usize>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The writes for one kind of row. The chunks refer to the driver's list
+/// (which the plan owns) rather than copying its strings.
+#[derive(Debug, Clone)]
 pub struct KindPlan<S> {
     /// Entries with something to write.
     pub count: usize,
     pub sets: Vec<SetChunk<S>>,
-    pub rows: Vec<RowChunk<S>>,
+    pub rows: Vec<RowChunk>,
+    /// The entries of the chunks, as indices into `ready`, chunk after chunk.
+    members: Vec<u32>,
+    ready: Vec<Ready>,
+    list: List<S>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl<S: Text> KindPlan<S> {
+    fn id(&self, r: &Ready) -> S {
+        match &self.list.entries[r.entry as usize] {
+            Entry::Dict { id: Id::Str { id, .. }, .. } => *id,
+            _ => unreachable!("a ready entry has a str id"),
+        }
+    }
+
+    /// The ids of a chunk's members, in input order.
+    pub fn ids(&self, members: Range<usize>) -> impl ExactSizeIterator<Item = S> + '_ {
+        self.members[members].iter().map(|&m| self.id(&self.ready[m as usize]))
+    }
+
+    /// The values of column `c` of a row chunk, one per id.
+    pub fn column(&self, chunk: &RowChunk, c: usize) -> impl ExactSizeIterator<Item = Option<S>> + '_ {
+        let shift = usize::from(chunk.columns.first() == Some(&Column::PreviousStatus));
+        self.members[chunk.members.clone()].iter().map(move |&m| {
+            let r = &self.ready[m as usize];
+            match (c, r.previous) {
+                (0, Some(p)) if shift == 1 => self.list.statuses[p as usize],
+                _ => column_value(&self.list.dicts.get(r.dict)[c - shift]).1,
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct Plan<S> {
     /// The service's columns, in the driver's order.
     pub service: Vec<(Column, Option<S>)>,
@@ -513,25 +578,37 @@ fn not_allowed(target: Target, quoted_key: &str) -> String {
     format!("key {quoted_key} may not be updated; allowed: {}", allowed.join(", "))
 }
 
-/// The one problem of a `key: value` pair of an update, or its column and value.
-fn check_pair<S: Text>(target: Target, key: &Key<S>, value: &Scalar<S>) -> Result<(Column, Option<S>), String> {
+/// The one problem of an item of an update, or its column and value.
+fn check_item<S: Text>(target: Target, item: &Item<S>) -> Result<(Column, Option<S>), String> {
+    let (key, value) = match item {
+        Item::Column(column, value) => return check_value(target, *column, *value),
+        Item::Other(pair) => (&pair.0, &pair.1),
+    };
     let column = match key {
         Key::Other(t) => return Err(format!("keys must be strings, got {}", t.as_str())),
         Key::NotUtf8(cps) => return Err(not_allowed(target, &quote_code_points(cps))),
-        Key::Column(c) if target.allows(*c) => *c,
-        Key::Column(c) => return Err(not_allowed(target, &quote(c.name()))),
+        Key::Column(c) => *c,
         Key::Str(k) => match Column::named(k.as_str()) {
-            Some(c) if target.allows(c) => c,
-            _ => return Err(not_allowed(target, &quote(k.as_str()))),
+            Some(c) => c,
+            None => return Err(not_allowed(target, &quote(k.as_str()))),
         },
     };
     let name = column.name();
-    let value = match value {
-        Scalar::Null => None,
-        Scalar::Str(s) => Some(*s),
-        Scalar::NotUtf8 => return Err(format!("'{name}' is not valid UTF-8")),
-        Scalar::Other(t) => return Err(format!("'{name}' must be a string or None, got {}", t.as_str())),
-    };
+    match value {
+        _ if !target.allows(column) => Err(not_allowed(target, &quote(name))),
+        Scalar::Null => check_value(target, column, None),
+        Scalar::Str(s) => check_value(target, column, Some(*s)),
+        Scalar::NotUtf8 => Err(format!("'{name}' is not valid UTF-8")),
+        Scalar::Other(t) => Err(format!("'{name}' must be a string or None, got {}", t.as_str())),
+    }
+}
+
+/// The one problem of a column and its value (a str or None), if any.
+fn check_value<S: Text>(target: Target, column: Column, value: Option<S>) -> Result<(Column, Option<S>), String> {
+    let name = column.name();
+    if !target.allows(column) {
+        return Err(not_allowed(target, &quote(name)));
+    }
     if let Some(s) = value {
         let limit = column.max_chars();
         // A str has at most as many characters as UTF-8 bytes.
@@ -553,43 +630,58 @@ fn check_pair<S: Text>(target: Target, key: &Key<S>, value: &Scalar<S>) -> Resul
     Ok((column, value))
 }
 
-/// An updates dict, checked once however many entries share it.
-struct Checked<S> {
-    problems: Vec<String>,
-    /// Its columns and values, sorted by column: a range of `Checks::values`.
-    values: std::ops::Range<usize>,
-    mask: u16,
-    /// The new `status`, if the dict sets one.
-    status: Option<S>,
+/// The column and value of a checked item.
+fn column_value<S: Copy>(item: &Item<S>) -> (Column, Option<S>) {
+    match item {
+        Item::Column(c, v) => (*c, *v),
+        Item::Other(_) => unreachable!("the items of a checked dict are columns and their values"),
+    }
 }
 
-fn check_dict<S: Text>(target: Target, items: &[Item<S>], values: &mut Vec<(Column, Option<S>)>) -> Checked<S> {
-    let start = values.len();
-    let mut checked = Checked { problems: Vec::new(), values: start..start, mask: 0, status: None };
-    for (key, value) in items {
-        match check_pair(target, key, value) {
-            Err(problem) => checked.problems.push(problem),
+/// An updates dict, checked once however many entries share it.
+struct Checked {
+    /// Its problems: a range of `Checks::problems`.
+    problems: Range<usize>,
+    /// Its columns.
+    mask: u16,
+    /// A hash of its columns and values.
+    content_hash: u64,
+}
+
+/// Check the items of a dict, in the dict's order. A dict without problems
+/// is left as `Item::Column` items sorted by column.
+fn check_dict<S: Text>(target: Target, items: &mut [Item<S>], problems: &mut Vec<String>) -> Checked {
+    let start = problems.len();
+    let mut mask = 0u16;
+    for item in items.iter_mut() {
+        match check_item(target, item) {
+            Err(problem) => problems.push(problem),
             // Only a str subclass that redefines hashing can repeat a column.
-            Ok((column, _)) if checked.mask & column.bit() != 0 => {
-                checked.problems.push(format!("key '{}' appears more than once", column.name()))
+            Ok((column, _)) if mask & column.bit() != 0 => {
+                problems.push(format!("key '{}' appears more than once", column.name()))
             }
             Ok((column, value)) => {
-                checked.mask |= column.bit();
-                if column == Column::Status {
-                    checked.status = value;
-                }
-                values.push((column, value));
+                mask |= column.bit();
+                *item = Item::Column(column, value);
             }
         }
     }
-    values[start..].sort_unstable_by_key(|(c, _)| *c);
-    checked.values = start..values.len();
-    checked
+    let mut hasher = FastHasher::default();
+    if problems.len() == start {
+        items.sort_unstable_by_key(|item| column_value(item).0);
+        for item in items.iter() {
+            let (column, value) = column_value(item);
+            hasher.write_u8(column as u8);
+            hasher.write_u64(value.map_or(0, |v| v.text_hash() | 1));
+        }
+    }
+    Checked { problems: start..problems.len(), mask, content_hash: hasher.finish() }
 }
 
 /// An entry that passed every check and has something to write.
-struct Ready<S> {
-    id: S,
+#[derive(Debug, Clone, Copy)]
+struct Ready {
+    entry: u32,
     dict: u32,
     /// When the update changes the volume's status: the old one, as an index
     /// into the list's statuses (the first of equal ones).
@@ -606,8 +698,8 @@ fn check_service<S: Text>(service: &Service<S>, problems: &mut Problems) -> Vec<
         Service::Dict(items) => items,
     };
     let mut out = Vec::with_capacity(items.len());
-    for (key, value) in items {
-        match check_pair(Target::Service, key, value) {
+    for item in items {
+        match check_item(Target::Service, item) {
             Ok(pair) => out.push(pair),
             Err(problem) => problems.add(|| format!("service_update: {problem}")),
         }
@@ -634,7 +726,9 @@ impl<S: Text> FirstAt<S> {
     /// The index of the first entry with this id (`i` if it is the first).
     fn first(&mut self, entries: &[Entry<S>], id: S, i: usize) -> usize {
         let j = *self.by_hash.entry(id.text_hash()).or_insert(i as u32) as usize;
-        let same = |j: usize| matches!(&entries[j], Entry::Dict { id: Id::Str { id: other, .. }, .. } if ByText(*other) == ByText(id));
+        let same = |j: usize| {
+            matches!(&entries[j], Entry::Dict { id: Id::Str { id: other, .. }, .. } if ByText(*other) == ByText(id))
+        };
         if j == i || same(j) {
             return j;
         }
@@ -647,29 +741,27 @@ impl<S: Text> FirstAt<S> {
 }
 
 /// What the checks of a list leave for the planning.
-struct Checks<'a, S> {
-    ready: Vec<Ready<S>>,
-    dicts: Vec<Checked<S>>,
-    /// The checked values of all the dicts, end to end.
-    values: Vec<(Column, Option<S>)>,
-    /// The old statuses `Ready::previous` indexes.
-    statuses: &'a [Option<S>],
+struct Checks<S> {
+    ready: Vec<Ready>,
+    dicts: Vec<Checked>,
+    list: List<S>,
 }
 
-fn check_entries<'a, S: Text>(target: Target, entries: &'a Entries<S>, problems: &mut Problems) -> Checks<'a, S> {
+fn check_entries<S: Text>(target: Target, entries: Entries<S>, problems: &mut Problems) -> Checks<S> {
     let list_name = target.list_name();
     let id_key = target.id_key();
     let kind = target.name();
-    let list = match entries {
+    let mut list = match entries {
         Entries::NotAList(t) => {
             problems.add(|| format!("{list_name}: expected a list, got {}", t.as_str()));
-            return Checks { ready: Vec::new(), dicts: Vec::new(), values: Vec::new(), statuses: &[] };
+            return Checks { ready: Vec::new(), dicts: Vec::new(), list: List::default() };
         }
         Entries::List(list) => list,
     };
-    let mut values = Vec::new();
-    let checked: Vec<Checked<S>> =
-        (0..list.dicts.len() as u32).map(|d| check_dict(target, list.dicts.get(d), &mut values)).collect();
+    let mut dict_problems = Vec::new();
+    let checked: Vec<Checked> = (0..list.dicts.len() as u32)
+        .map(|d| check_dict(target, list.dicts.get_mut(d), &mut dict_problems))
+        .collect();
     // Equal statuses are one status: index -> the first equal one.
     let mut first_status: FastMap<Option<ByText<S>>, u32> = FastMap::default();
     let same_status: Vec<u32> = (0..list.statuses.len() as u32)
@@ -716,13 +808,13 @@ fn check_entries<'a, S: Text>(target: Target, entries: &'a Entries<S>, problems:
             }
             UpdatesRef::Dict(d) => Some(*d),
         };
-        let mut live = None;
-        if let Id::Str { id, current } = id {
-            match current {
+        let mut current = None;
+        if let Id::Str { id, current: status } = id {
+            match status {
                 None => problems.add(|| {
                     format!("{}: {kind} {} is not a live {kind} of this backend", at(), quote(id.as_str()))
                 }),
-                Some(current) => live = Some((*id, same_status[*current as usize])),
+                Some(s) => current = Some(same_status[*s as usize]),
             }
             let first = first_at.first(&list.entries, *id, i);
             if first != i {
@@ -733,20 +825,21 @@ fn check_entries<'a, S: Text>(target: Target, entries: &'a Entries<S>, problems:
         }
         let Some(d) = dict else { continue };
         let check = &checked[d as usize];
-        for problem in &check.problems {
+        for problem in &dict_problems[check.problems.clone()] {
             problems.add(|| format!("{}: {problem}", at()));
         }
-        let Some((id, current)) = live else { continue };
-        if problems.count == before && !check.values.is_empty() {
-            let old = list.statuses[current as usize].map(ByText);
-            let previous = match (target, check.status) {
-                (Target::Volume, Some(new)) if old != Some(ByText(new)) => Some(current),
+        let Some(current) = current else { continue };
+        if problems.count == before && check.mask != 0 {
+            // The status column sorts last.
+            let new = match list.dicts.get(d).last().map(column_value) {
+                Some((Column::Status, new)) if target == Target::Volume => new,
                 _ => None,
             };
-            ready.push(Ready { id, dict: d, previous });
+            let changes = new.is_some_and(|new| list.statuses[current as usize].map(ByText) != Some(ByText(new)));
+            ready.push(Ready { entry: i as u32, dict: d, previous: changes.then_some(current) });
         }
     }
-    Checks { ready, dicts: checked, values, statuses: &list.statuses }
+    Checks { ready, dicts: checked, list }
 }
 
 // ------------------------------------------------------------ the planning
@@ -779,9 +872,11 @@ impl Hasher for FastHasher {
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
+            // Zero-padded: callers that mix texts of several lengths hash the
+            // length too (`text_hash` does; `str`'s Hash adds a 0xff byte).
             let mut word = [0u8; 8];
             word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+            self.add(u64::from_le_bytes(word));
         }
     }
 
@@ -817,6 +912,8 @@ impl Hasher for FastHasher {
         let mut h = self.hash;
         h ^= h >> 33;
         h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
         h ^ (h >> 33)
     }
 }
@@ -840,95 +937,82 @@ impl<S: Text> PartialEq for ByText<S> {
 
 impl<S: Text> Eq for ByText<S> {}
 
-/// The content of an updates dict, compared and hashed by its text.
-struct Content<'k, S>(&'k [(Column, Option<S>)]);
-
-impl<S: Text> Hash for Content<'_, S> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_usize(self.0.len());
-        for (column, value) in self.0 {
-            state.write_u8(*column as u8);
-            state.write_u64(value.map_or(0, |v| v.text_hash() | 1));
-        }
-    }
-}
+/// The checked items of an updates dict, compared by their text.
+struct Content<'k, S>(&'k [Item<S>]);
 
 impl<S: Text> PartialEq for Content<'_, S> {
     fn eq(&self, other: &Self) -> bool {
         self.0.len() == other.0.len()
-            && self.0.iter().zip(other.0).all(|((c1, v1), (c2, v2))| c1 == c2 && v1.map(ByText) == v2.map(ByText))
+            && self.0.iter().zip(other.0).all(|(a, b)| {
+                let ((c1, v1), (c2, v2)) = (column_value(a), column_value(b));
+                c1 == c2 && v1.map(ByText) == v2.map(ByText)
+            })
     }
 }
 
-impl<S: Text> Eq for Content<'_, S> {}
-
-/// The final values of a group: the dict's, plus `previous_status` (the first
-/// volume column by name) when the status changes.
-fn final_values<S: Text>(values: &[(Column, Option<S>)], previous: Option<Option<S>>) -> Vec<(Column, Option<S>)> {
-    let mut out = Vec::with_capacity(values.len() + 1);
-    if let Some(p) = previous {
-        out.push((Column::PreviousStatus, p));
-    }
-    out.extend_from_slice(values);
-    out
-}
-
-fn plan_kind<S: Text>(checks: &Checks<'_, S>, limits: Limits) -> KindPlan<S> {
-    let Checks { ready, dicts: checked, values: all_values, statuses } = checks;
-    let previous_of = |r: &Ready<S>| r.previous.map(|p| statuses[p as usize]);
-    let values_of = |d: u32| &all_values[checked[d as usize].values.clone()];
-    // Group the entries by their final values, in order of first appearance:
-    // each dict by its content, then by (content, previous status).
-    let mut content_of = vec![u32::MAX; checked.len()];
-    let mut contents: FastMap<Content<'_, S>, u32> = FastMap::default();
-    let mut groups: FastMap<(u32, Option<u32>), u32> = FastMap::default();
-    let mut firsts: Vec<usize> = Vec::new();
+fn plan_kind<S: Text>(checks: Checks<S>, limits: Limits) -> KindPlan<S> {
+    let Checks { ready, dicts: checked, list } = checks;
+    let items_of = |d: u32| list.dicts.get(d);
+    // Group the entries by their final values (the dict's content and the
+    // previous status), in order of first appearance. Keyed by a hash of both
+    // (the binding hashed every text while it was at hand): the values of two
+    // dicts are compared only when their hashes are equal.
+    let same = |a: &Ready, b: &Ready| {
+        a.previous == b.previous && (a.dict == b.dict || Content(items_of(a.dict)) == Content(items_of(b.dict)))
+    };
+    let mut groups: FastMap<u64, u32> = FastMap::default();
+    groups.reserve(ready.len().min(1 << 16));
+    let mut collided: Vec<u32> = Vec::new();
+    let mut firsts: Vec<u32> = Vec::new();
     let mut group_of: Vec<u32> = Vec::with_capacity(ready.len());
-    let mut last: Option<(u32, Option<u32>, u32)> = None;
-    for r in ready {
-        match last {
-            Some((dict, previous, g)) if dict == r.dict && previous == r.previous => {
+    for (i, r) in ready.iter().enumerate() {
+        if let (Some(&g), Some(before)) = (group_of.last(), i.checked_sub(1)) {
+            if ready[before].dict == r.dict && ready[before].previous == r.previous {
                 group_of.push(g);
                 continue;
             }
-            _ => {}
         }
-        let d = r.dict as usize;
-        if content_of[d] == u32::MAX {
-            let next = contents.len() as u32;
-            content_of[d] = *contents.entry(Content(values_of(r.dict))).or_insert(next);
-        }
+        let mut hasher = FastHasher { hash: checked[r.dict as usize].content_hash };
+        hasher.write_u64(r.previous.map_or(0, |p| u64::from(p) + 1));
         let next = firsts.len() as u32;
-        let g = *groups.entry((content_of[d], r.previous)).or_insert(next);
+        let mut g = *groups.entry(hasher.finish()).or_insert(next);
+        if g != next && !same(&ready[firsts[g as usize] as usize], r) {
+            // Two different final values with one hash: look among the others.
+            g = collided.iter().copied().find(|&c| same(&ready[firsts[c as usize] as usize], r)).unwrap_or(next);
+            if g == next {
+                collided.push(next);
+            }
+        }
         if g == next {
-            firsts.push(group_of.len());
+            firsts.push(i as u32);
         }
         group_of.push(g);
-        last = Some((r.dict, r.previous, g));
     }
-    let mut sizes = vec![0usize; firsts.len()];
+    drop(groups);
+    let mut sizes = vec![0u32; firsts.len()];
     for &g in &group_of {
         sizes[g as usize] += 1;
     }
-    let is_set = |g: u32| sizes[g as usize] >= limits.min_group;
+    let is_set = |g: u32| sizes[g as usize] as usize >= limits.min_group;
 
-    // Set-based groups: their ids in input order, in slices of one buffer.
-    let mut start = vec![0usize; firsts.len()];
-    let mut total = 0;
-    for g in 0..firsts.len() {
+    // The members of the set-based groups first, each group's in input order,
+    // then the rest partitioned by their columns in order of first appearance.
+    let mut members = vec![0u32; ready.len()];
+    let mut start = vec![0u32; firsts.len()];
+    let mut next = 0;
+    for (g, start) in start.iter_mut().enumerate() {
         if is_set(g as u32) {
-            start[g] = total;
-            total += sizes[g];
+            *start = next;
+            next += sizes[g];
         }
     }
-    let mut set_ids: Vec<Option<S>> = vec![None; total];
+    let set_members = next as usize;
     let mut fill = start.clone();
-    // Row-based entries: partitioned by their columns, in order of first appearance.
     let mut partition_of = vec![u32::MAX; 1 << Column::ALL.len()];
-    let mut partitions: Vec<(u16, Vec<usize>)> = Vec::new();
+    let mut partitions: Vec<(u16, Vec<u32>)> = Vec::new();
     for (i, (r, &g)) in ready.iter().zip(&group_of).enumerate() {
         if is_set(g) {
-            set_ids[fill[g as usize]] = Some(r.id);
+            members[fill[g as usize] as usize] = i as u32;
             fill[g as usize] += 1;
             continue;
         }
@@ -938,60 +1022,57 @@ fn plan_kind<S: Text>(checks: &Checks<'_, S>, limits: Limits) -> KindPlan<S> {
             *p = partitions.len() as u32;
             partitions.push((mask, Vec::new()));
         }
-        partitions[*p as usize].1.push(i);
+        partitions[*p as usize].1.push(i as u32);
     }
+    drop(fill);
+    drop(group_of);
 
     let mut sets = Vec::new();
     for (g, &first) in firsts.iter().enumerate() {
         if !is_set(g as u32) {
             continue;
         }
-        let r = &ready[first];
-        let values = final_values(values_of(r.dict), previous_of(r));
+        let r = &ready[first as usize];
+        let mut values = Vec::with_capacity(items_of(r.dict).len() + 1);
+        if let Some(p) = r.previous {
+            // previous_status is the first volume column by name.
+            values.push((Column::PreviousStatus, list.statuses[p as usize]));
+        }
+        values.extend(items_of(r.dict).iter().map(column_value));
         let size = limits.max_params.saturating_sub(values.len()).max(1);
-        let ids = &set_ids[start[g]..start[g] + sizes[g]];
-        for chunk in ids.chunks(size) {
-            sets.push(SetChunk { values: values.clone(), ids: chunk.iter().map(|id| id.expect("filled")).collect() });
+        let (from, to) = (start[g] as usize, (start[g] + sizes[g]) as usize);
+        let mut at = from;
+        while at < to {
+            let end = to.min(at.saturating_add(size));
+            sets.push(SetChunk { values: values.clone(), members: at..end });
+            at = end;
         }
     }
 
     let mut rows = Vec::new();
-    for (mask, members) in &partitions {
+    let mut at = set_members;
+    for (mask, part) in &partitions {
         let columns: Vec<Column> = Column::ALL.iter().copied().filter(|c| mask & c.bit() != 0).collect();
         let size = (limits.max_params / (columns.len() + 1)).max(1);
-        for chunk in members.chunks(size) {
-            let ids = chunk.iter().map(|&i| ready[i].id).collect();
-            let mut values: Vec<Vec<Option<S>>> = vec![Vec::with_capacity(chunk.len()); columns.len()];
-            for &i in chunk {
-                let r = &ready[i];
-                let mut column = values.iter_mut();
-                if let Some(p) = previous_of(r) {
-                    column.next().expect("previous_status column").push(p);
-                }
-                for ((_, v), out) in values_of(r.dict).iter().zip(column) {
-                    out.push(*v);
-                }
-            }
-            rows.push(RowChunk { columns: columns.clone(), ids, values });
+        members[at..at + part.len()].copy_from_slice(part);
+        for chunk in (at..at + part.len()).step_by(size) {
+            rows.push(RowChunk { columns: columns.clone(), members: chunk..(chunk + size).min(at + part.len()) });
         }
+        at += part.len();
     }
-    KindPlan { count: ready.len(), sets, rows }
+    KindPlan { count: ready.len(), sets, rows, members, ready, list }
 }
 
 /// Check the driver's answer and plan its writes; every problem is reported.
-pub fn plan<S: Text>(input: &Input<S>, limits: Limits) -> Result<Plan<S>, PlanError> {
+pub fn plan<S: Text>(input: Input<S>, limits: Limits) -> Result<Plan<S>, PlanError> {
     let mut problems = Problems::default();
     let service = check_service(&input.service, &mut problems);
-    let volumes = check_entries(Target::Volume, &input.volumes, &mut problems);
-    let groups = check_entries(Target::Group, &input.groups, &mut problems);
+    let volumes = check_entries(Target::Volume, input.volumes, &mut problems);
+    let groups = check_entries(Target::Group, input.groups, &mut problems);
     if problems.count > 0 {
         return Err(problems.refusal());
     }
-    Ok(Plan {
-        service,
-        volumes: plan_kind(&volumes, limits),
-        groups: plan_kind(&groups, limits),
-    })
+    Ok(Plan { service, volumes: plan_kind(volumes, limits), groups: plan_kind(groups, limits) })
 }
 
 #[cfg(test)]
@@ -1001,14 +1082,15 @@ mod tests {
     type V<'a> = Option<&'a str>;
 
     /// Entries built the way the binding builds them: each updates dict once,
-    /// each live row's status in `statuses` (here one per row: not deduplicated).
+    /// each live row's status in `statuses` (here one per row, not shared, so
+    /// that the planner's own deduplication is exercised).
     struct Builder<'a> {
         known: Vec<(&'a str, V<'a>)>,
         list: List<&'a str>,
     }
 
     fn items<'a>(pairs: &[(&'a str, V<'a>)]) -> Vec<Item<&'a str>> {
-        pairs.iter().map(|(k, v)| (Key::Str(*k), v.map_or(Scalar::Null, Scalar::Str))).collect()
+        pairs.iter().map(|(k, v)| Item::new(Key::Str(*k), v.map_or(Scalar::Null, Scalar::Str))).collect()
     }
 
     impl<'a> Builder<'a> {
@@ -1032,7 +1114,7 @@ mod tests {
             self
         }
 
-        /// An entry sharing the dict of entry `dict`.
+        /// An entry sharing dict number `dict`.
         fn share(mut self, id: &'a str, dict: u32) -> Self {
             let id = self.id(id);
             self.list.entries.push(Entry::Dict { id, updates: UpdatesRef::Dict(dict) });
@@ -1047,9 +1129,21 @@ mod tests {
         fn build(self) -> Entries<&'a str> {
             Entries::List(self.list)
         }
+
+        fn volumes(self) -> Input<&'a str> {
+            Input { service: Service::Null, volumes: self.build(), groups: Entries::empty() }
+        }
+
+        fn groups(self) -> Input<&'a str> {
+            Input { service: Service::Null, volumes: Entries::empty(), groups: self.build() }
+        }
     }
 
-    fn bad_shape<'a>(missing_id: bool, missing_updates: bool, unexpected: Vec<Key<&'a str>>) -> Entry<&'a str> {
+    fn pairs<S>(pairs: Vec<(Key<S>, Scalar<S>)>) -> Vec<Item<S>> {
+        pairs.into_iter().map(|(k, v)| Item::new(k, v)).collect()
+    }
+
+    fn bad_shape(missing_id: bool, missing_updates: bool, unexpected: Vec<Key<&str>>) -> Entry<&str> {
         Entry::BadShape(Box::new(BadShape { missing_id, missing_updates, unexpected }))
     }
 
@@ -1057,31 +1151,51 @@ mod tests {
         Limits { max_params, min_group }
     }
 
-    fn volumes_only(volumes: Entries<&str>) -> Input<&str> {
-        Input { service: Service::Null, volumes, groups: Entries::empty() }
+    type SetView<'a> = (Vec<(Column, V<'a>)>, Vec<&'a str>);
+    type RowView<'a> = (Vec<Column>, Vec<&'a str>, Vec<Vec<V<'a>>>);
+
+    fn sets<'a>(plan: &KindPlan<&'a str>) -> Vec<SetView<'a>> {
+        plan.sets.iter().map(|s| (s.values.clone(), plan.ids(s.members.clone()).collect())).collect()
     }
 
-    fn refused(input: &Input<&str>) -> Vec<String> {
+    fn rows<'a>(plan: &KindPlan<&'a str>) -> Vec<RowView<'a>> {
+        plan.rows
+            .iter()
+            .map(|r| {
+                let values = (0..r.columns.len()).map(|c| plan.column(r, c).collect()).collect();
+                (r.columns.clone(), plan.ids(r.members.clone()).collect(), values)
+            })
+            .collect()
+    }
+
+    fn refused(input: Input<&str>) -> Vec<String> {
         match plan(input, limits(100, 2)) {
             Err(PlanError::Refused { message, details }) => {
                 let n = message.split(": ").nth(1).unwrap().split(' ').next().unwrap();
-                assert_eq!(
-                    message,
-                    format!("the driver's answer was refused: {n} problem(s); nothing was written")
-                );
+                assert_eq!(message, format!("the driver's answer was refused: {n} problem(s); nothing was written"));
                 details
             }
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
 
-    fn one_problem(input: &Input<&str>) -> String {
+    fn one_problem(input: Input<&str>) -> String {
         let details = refused(input);
         assert_eq!(details.len(), 1, "{details:?}");
         details[0].clone()
     }
 
-    const KNOWN: [(&str, V); 4] = [("v1", Some("available")), ("v2", Some("in-use")), ("v3", None), ("v4", Some("available"))];
+    const KNOWN: [(&str, V); 4] =
+        [("v1", Some("available")), ("v2", Some("in-use")), ("v3", None), ("v4", Some("available"))];
+    const ENABLED: [(&str, V); 1] = [("replication_status", Some("enabled"))];
+    const SIX: [(&str, V); 6] = [
+        ("replication_status", Some("enabled")),
+        ("replication_extended_status", Some("e")),
+        ("replication_driver_data", Some("d")),
+        ("provider_location", Some("c")),
+        ("provider_id", Some("b")),
+        ("provider_auth", Some("a")),
+    ];
 
     #[test]
     fn limits_are_checked() {
@@ -1092,221 +1206,186 @@ mod tests {
     }
 
     #[test]
-    fn identical_updates_become_sets_in_chunks() {
-        let rs = [("replication_status", Some("enabled"))];
-        let b = Builder::new(&KNOWN).add("v1", &rs).share("v2", 0).share("v3", 0).share("v4", 0);
-        // 9 parameters, one value: 8 ids per chunk; at 9 - 7 ... use a tiny limit.
-        let p = plan(&volumes_only(b.build()), limits(8, 2)).unwrap();
+    fn a_shared_dict_becomes_one_set() {
+        let input = Builder::new(&KNOWN).add("v1", &ENABLED).share("v2", 0).share("v3", 0).share("v4", 0).volumes();
+        let p = plan(input, limits(8, 2)).unwrap();
         assert_eq!(p.volumes.count, 4);
-        assert_eq!(p.volumes.rows, vec![]);
-        assert_eq!(
-            p.volumes.sets,
-            vec![SetChunk { values: vec![(Column::ReplicationStatus, Some("enabled"))], ids: vec!["v1", "v2", "v3", "v4"] }]
-        );
-        // Equal content in distinct dicts groups too; chunks hold max_params - len(values) ids.
+        assert_eq!(rows(&p.volumes), vec![]);
+        let values = vec![(Column::ReplicationStatus, Some("enabled"))];
+        assert_eq!(sets(&p.volumes), vec![(values, vec!["v1", "v2", "v3", "v4"])]);
+    }
+
+    #[test]
+    fn equal_dicts_group_too_and_values_are_sorted_by_column() {
         let many = [("replication_status", Some("enabled")), ("provider_id", Some("p")), ("provider_auth", None)];
-        let b = Builder::new(&KNOWN)
-            .add("v1", &many)
-            .add("v2", &many)
-            .add("v3", &many)
-            .add("v4", &many);
-        let p = plan(&volumes_only(b.build()), limits(10, 2)).unwrap();
+        let input = Builder::new(&KNOWN).add("v1", &many).add("v2", &many).add("v3", &many).volumes();
+        let p = plan(input, limits(100, 2)).unwrap();
         let values = vec![
             (Column::ProviderAuth, None),
             (Column::ProviderId, Some("p")),
             (Column::ReplicationStatus, Some("enabled")),
         ];
-        assert_eq!(
-            p.volumes.sets,
-            vec![
-                SetChunk { values: values.clone(), ids: vec!["v1", "v2", "v3", "v4"] },
-            ]
-        );
-        let p = plan(&volumes_only(Builder::new(&KNOWN).add("v1", &many).add("v2", &many).add("v3", &many).build()), limits(8, 2)).unwrap();
-        assert_eq!(
-            p.volumes.sets,
-            vec![
-                SetChunk { values: values.clone(), ids: vec!["v1", "v2", "v3", "v4"][..3].to_vec() },
-            ]
-        );
-        let mut wide: Vec<(&str, V)> = vec![
-            ("provider_auth", Some("a")),
-            ("provider_id", Some("b")),
-            ("provider_location", Some("c")),
-            ("replication_driver_data", Some("d")),
-            ("replication_extended_status", Some("e")),
-            ("replication_status", Some("enabled")),
-        ];
-        wide.reverse();
-        let b = Builder::new(&KNOWN).add("v1", &wide).share("v2", 0).share("v3", 0).share("v4", 0);
-        let p = plan(&volumes_only(b.build()), limits(8, 2)).unwrap();
-        // 8 parameters, 6 values: 2 ids per chunk, values sorted by column.
-        let ids: Vec<Vec<&str>> = p.volumes.sets.iter().map(|s| s.ids.clone()).collect();
+        assert_eq!(sets(&p.volumes), vec![(values, vec!["v1", "v2", "v3"])]);
+    }
+
+    #[test]
+    fn set_chunks_hold_max_params_minus_values_ids() {
+        let input = Builder::new(&KNOWN).add("v1", &SIX).share("v2", 0).share("v3", 0).share("v4", 0).volumes();
+        // 8 parameters, 6 values: 2 ids per chunk.
+        let p = plan(input, limits(8, 2)).unwrap();
+        let ids: Vec<Vec<&str>> = sets(&p.volumes).into_iter().map(|(_, ids)| ids).collect();
         assert_eq!(ids, vec![vec!["v1", "v2"], vec!["v3", "v4"]]);
         let columns: Vec<Column> = p.volumes.sets[0].values.iter().map(|(c, _)| *c).collect();
-        assert!(columns.windows(2).all(|w| w[0] < w[1]));
+        assert!(columns.windows(2).all(|w| w[0] < w[1]), "{columns:?}");
     }
 
     #[test]
     fn a_chunk_holds_at_least_one_id() {
-        let mut all: Vec<(&str, V)> = vec![
-            ("provider_auth", Some("a")),
-            ("provider_id", Some("b")),
-            ("provider_location", Some("c")),
-            ("replication_driver_data", Some("d")),
-            ("replication_extended_status", Some("e")),
-            ("replication_status", Some("enabled")),
-            ("status", Some("error")),
-        ];
-        all.rotate_left(3);
-        let b = Builder::new(&KNOWN).add("v1", &all).share("v4", 0);
-        let p = plan(&volumes_only(b.build()), limits(8, 1)).unwrap();
+        let mut all = SIX.to_vec();
+        all.insert(2, ("status", Some("error")));
+        let input = Builder::new(&KNOWN).add("v1", &all).share("v4", 0).volumes();
         // Seven values and previous_status: 8 - 8 = 0, so one id per chunk.
-        assert_eq!(p.volumes.sets.len(), 2);
-        assert_eq!(p.volumes.sets[0].values.len(), 8);
-        assert_eq!(p.volumes.sets[0].values[0], (Column::PreviousStatus, Some("available")));
+        let p = plan(input, limits(8, 1)).unwrap();
+        let s = sets(&p.volumes);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].0.len(), 8);
+        assert_eq!(s[0].0[0], (Column::PreviousStatus, Some("available")));
+        assert_eq!(s[1].1, vec!["v4"]);
         // Rows: 8 columns + the id = 9 parameters > 8: still one row per chunk.
-        let p = plan(&volumes_only(Builder::new(&KNOWN).add("v1", &all).add("v2", &all).build()), limits(8, 3)).unwrap();
-        assert_eq!(p.volumes.rows.len(), 2);
-        assert_eq!(p.volumes.rows[1].ids, vec!["v2"]);
-        assert_eq!(p.volumes.rows[1].values[0], vec![Some("in-use")]);
+        let input = Builder::new(&KNOWN).add("v1", &all).add("v2", &all).volumes();
+        let r = rows(&plan(input, limits(8, 3)).unwrap().volumes);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[1].1, vec!["v2"]);
+        assert_eq!(r[1].2[0], vec![Some("in-use")]);
     }
 
     #[test]
     fn small_groups_become_row_chunks_by_columns() {
-        let b = Builder::new(&KNOWN)
+        let input = Builder::new(&KNOWN)
             .add("v1", &[("provider_id", Some("a")), ("replication_status", Some("enabled"))])
             .add("v2", &[("replication_status", Some("error"))])
             .add("v3", &[("replication_status", Some("enabled")), ("provider_id", Some("c"))])
-            .add("v4", &[("provider_id", Some("d")), ("replication_status", None.or(Some("disabled")))]);
-        let p = plan(&volumes_only(b.build()), limits(8, 2)).unwrap();
-        assert_eq!(p.volumes.sets, vec![]);
+            .add("v4", &[("provider_id", Some("d")), ("replication_status", Some("disabled"))])
+            .volumes();
+        let p = plan(input, limits(8, 2)).unwrap();
+        assert_eq!(sets(&p.volumes), vec![]);
+        let both = vec![Column::ProviderId, Column::ReplicationStatus];
         assert_eq!(
-            p.volumes.rows,
+            rows(&p.volumes),
             vec![
                 // 8 // (2 + 1) = 2 rows per chunk, in input order.
-                RowChunk {
-                    columns: vec![Column::ProviderId, Column::ReplicationStatus],
-                    ids: vec!["v1", "v3"],
-                    values: vec![vec![Some("a"), Some("c")], vec![Some("enabled"), Some("enabled")]],
-                },
-                RowChunk {
-                    columns: vec![Column::ProviderId, Column::ReplicationStatus],
-                    ids: vec!["v4"],
-                    values: vec![vec![Some("d")], vec![Some("disabled")]],
-                },
-                RowChunk {
-                    columns: vec![Column::ReplicationStatus],
-                    ids: vec!["v2"],
-                    values: vec![vec![Some("error")]],
-                },
+                (
+                    both.clone(),
+                    vec!["v1", "v3"],
+                    vec![vec![Some("a"), Some("c")], vec![Some("enabled"), Some("enabled")]],
+                ),
+                (both, vec!["v4"], vec![vec![Some("d")], vec![Some("disabled")]]),
+                (vec![Column::ReplicationStatus], vec!["v2"], vec![vec![Some("error")]]),
             ]
         );
     }
 
     #[test]
-    fn sets_and_rows_mix_in_order_of_first_appearance() {
-        let on = [("replication_status", Some("enabled"))];
+    fn sets_and_rows_in_order_of_first_appearance() {
+        let on = ENABLED;
         let off = [("replication_status", Some("disabled"))];
-        let b = Builder::new(&KNOWN).add("v1", &off).add("v2", &on).add("v3", &off).add("v4", &on);
-        let p = plan(&volumes_only(b.build()), limits(8, 2)).unwrap();
-        let sets: Vec<(V, Vec<&str>)> = p.volumes.sets.iter().map(|s| (s.values[0].1, s.ids.clone())).collect();
-        assert_eq!(sets, vec![(Some("disabled"), vec!["v1", "v3"]), (Some("enabled"), vec!["v2", "v4"])]);
-        let b = Builder::new(&KNOWN).add("v1", &off).add("v2", &on).share("v3", 1);
-        let p = plan(&volumes_only(b.build()), limits(8, 2)).unwrap();
-        assert_eq!(p.volumes.sets.len(), 1);
-        assert_eq!(p.volumes.sets[0].ids, vec!["v2", "v3"]);
-        assert_eq!(p.volumes.rows.len(), 1);
-        assert_eq!(p.volumes.rows[0].ids, vec!["v1"]);
+        let input = Builder::new(&KNOWN).add("v1", &off).add("v2", &on).add("v3", &off).add("v4", &on).volumes();
+        let p = plan(input, limits(8, 2)).unwrap();
+        let s: Vec<(V, Vec<&str>)> = sets(&p.volumes).into_iter().map(|(v, ids)| (v[0].1, ids)).collect();
+        assert_eq!(s, vec![(Some("disabled"), vec!["v1", "v3"]), (Some("enabled"), vec!["v2", "v4"])]);
+        let input = Builder::new(&KNOWN).add("v1", &off).add("v2", &on).share("v3", 1).volumes();
+        let p = plan(input, limits(8, 2)).unwrap();
+        assert_eq!(sets(&p.volumes).into_iter().map(|(_, ids)| ids).collect::<Vec<_>>(), vec![vec!["v2", "v3"]]);
+        assert_eq!(rows(&p.volumes).into_iter().map(|(_, ids, _)| ids).collect::<Vec<_>>(), vec![vec!["v1"]]);
     }
 
     #[test]
     fn previous_status_keeps_the_old_status() {
         let available = [("status", Some("available"))];
         // v1 is available already; v2 is in-use; v3 has no status; v4 is available.
-        let b = Builder::new(&KNOWN).add("v1", &available).share("v2", 0).share("v3", 0).share("v4", 0);
-        let p = plan(&volumes_only(b.build()), limits(100, 2)).unwrap();
+        let input = Builder::new(&KNOWN).add("v1", &available).share("v2", 0).share("v3", 0).share("v4", 0).volumes();
+        let p = plan(input, limits(100, 2)).unwrap();
+        assert_eq!(sets(&p.volumes), vec![(vec![(Column::Status, Some("available"))], vec!["v1", "v4"])]);
         assert_eq!(
-            p.volumes.sets,
-            vec![SetChunk { values: vec![(Column::Status, Some("available"))], ids: vec!["v1", "v4"] }]
+            rows(&p.volumes),
+            vec![(
+                vec![Column::PreviousStatus, Column::Status],
+                vec!["v2", "v3"],
+                vec![vec![Some("in-use"), None], vec![Some("available"), Some("available")]],
+            )]
         );
-        assert_eq!(
-            p.volumes.rows,
-            vec![RowChunk {
-                columns: vec![Column::PreviousStatus, Column::Status],
-                ids: vec!["v2", "v3"],
-                values: vec![vec![Some("in-use"), None], vec![Some("available"), Some("available")]],
-            }]
-        );
+        // Equal old statuses group, whichever object holds them.
+        let known = [("a", Some("in-use")), ("b", Some("in-use")), ("c", None), ("d", None)];
+        let input = Builder::new(&known).add("a", &available).share("b", 0).share("c", 0).share("d", 0).volumes();
+        let s = sets(&plan(input, limits(100, 2)).unwrap().volumes);
+        assert_eq!(s.iter().map(|(v, ids)| (v[0].1, ids.clone())).collect::<Vec<_>>(), vec![
+            (Some("in-use"), vec!["a", "b"]),
+            (None, vec!["c", "d"]),
+        ]);
         // Groups have no previous_status.
-        let groups = Builder::new(&[("g1", Some("available"))]).add("g1", &[("status", Some("error"))]).build();
-        let input = Input { service: Service::Null, volumes: Entries::empty(), groups };
-        let p = plan(&input, limits(100, 1)).unwrap();
-        assert_eq!(p.groups.sets[0].values, vec![(Column::Status, Some("error"))]);
+        let input = Builder::new(&[("g1", Some("available"))]).add("g1", &[("status", Some("error"))]).groups();
+        let p = plan(input, limits(100, 1)).unwrap();
+        assert_eq!(sets(&p.groups), vec![(vec![(Column::Status, Some("error"))], vec!["g1"])]);
     }
 
     #[test]
     fn empty_updates_are_checked_but_not_counted() {
-        let b = Builder::new(&KNOWN).add("v1", &[]).add("v2", &[("provider_id", Some("x"))]);
-        let p = plan(&volumes_only(b.build()), limits(100, 2)).unwrap();
+        let input = Builder::new(&KNOWN).add("v1", &[]).add("v2", &[("provider_id", Some("x"))]).volumes();
+        let p = plan(input, limits(100, 2)).unwrap();
         assert_eq!(p.volumes.count, 1);
-        assert_eq!(p.volumes.rows[0].ids, vec!["v2"]);
-        let b = Builder::new(&KNOWN).add("nope", &[]);
-        assert_eq!(
-            one_problem(&volumes_only(b.build())),
-            "volume_updates[0]: volume 'nope' is not a live volume of this backend"
-        );
+        assert_eq!(rows(&p.volumes)[0].1, vec!["v2"]);
+        let input = Builder::new(&KNOWN).add("nope", &[]).volumes();
+        assert_eq!(one_problem(input), "volume_updates[0]: volume 'nope' is not a live volume of this backend");
     }
 
     #[test]
     fn service_rules() {
         let input = |service| Input { service, volumes: Entries::empty(), groups: Entries::empty() };
-        assert_eq!(
-            one_problem(&input(Service::NotADict("list"))),
-            "service_update: expected a dict or None, got list"
-        );
+        assert_eq!(one_problem(input(Service::NotADict("list"))), "service_update: expected a dict or None, got list");
         let good = Service::Dict(items(&[("active_backend_id", None), ("replication_status", Some("failed-over"))]));
-        let p = plan(&input(good), limits(8, 1)).unwrap();
+        let p = plan(input(good), limits(8, 1)).unwrap();
         assert_eq!(p.service, vec![(Column::ActiveBackendId, None), (Column::ReplicationStatus, Some("failed-over"))]);
         let long = "x".repeat(256);
-        let bad = Service::Dict(vec![
+        let bad = Service::Dict(pairs(vec![
             (Key::Other("int"), Scalar::Null),
             (Key::Str("status"), Scalar::Null),
             (Key::Str("replication_status"), Scalar::Null),
             (Key::Str("active_backend_id"), Scalar::Other("int")),
             (Key::Str("active_backend_id"), Scalar::Str(long.as_str())),
-            (Key::Str("replication_status"), Scalar::Str("updating")),
+            (Key::Column(Column::ReplicationStatus), Scalar::Str("updating")),
             (Key::Str("active_backend_id"), Scalar::NotUtf8),
             (Key::NotUtf8(Box::new([0x61, 0xd800, 0x1b])), Scalar::Null),
-        ]);
+        ]));
+        let allowed = "allowed: active_backend_id, replication_status";
         assert_eq!(
-            refused(&input(bad)),
+            refused(input(bad)),
             vec![
-                "service_update: keys must be strings, got int",
-                "service_update: key 'status' may not be updated; allowed: active_backend_id, replication_status",
-                "service_update: invalid replication_status None",
-                "service_update: 'active_backend_id' must be a string or None, got int",
-                "service_update: 'active_backend_id' is 256 characters; the column holds 255",
-                "service_update: invalid replication_status 'updating'",
-                "service_update: 'active_backend_id' is not valid UTF-8",
-                "service_update: key 'a\\ud800\\x1b' may not be updated; allowed: active_backend_id, replication_status",
+                "service_update: keys must be strings, got int".to_string(),
+                format!("service_update: key 'status' may not be updated; {allowed}"),
+                "service_update: invalid replication_status None".into(),
+                "service_update: 'active_backend_id' must be a string or None, got int".into(),
+                "service_update: 'active_backend_id' is 256 characters; the column holds 255".into(),
+                "service_update: invalid replication_status 'updating'".into(),
+                "service_update: 'active_backend_id' is not valid UTF-8".into(),
+                format!("service_update: key 'a\\ud800\\x1b' may not be updated; {allowed}"),
             ]
         );
     }
 
     #[test]
     fn list_and_entry_shapes() {
+        let unexpected = vec![Key::Str("volume_id"), Key::Other("int"), Key::NotUtf8(Box::new([0xdc80]))];
         let input = Input {
             service: Service::Null,
             volumes: Entries::NotAList("dict"),
             groups: Builder::new(&[])
                 .raw(Entry::NotADict("str"))
                 .raw(bad_shape(true, true, vec![]))
-                .raw(bad_shape(false, true, vec![Key::Str("volume_id"), Key::Other("int"), Key::NotUtf8(Box::new([0xdc80]))]))
+                .raw(bad_shape(false, true, unexpected))
                 .build(),
         };
         assert_eq!(
-            refused(&input),
+            refused(input),
             vec![
                 "volume_updates: expected a list, got dict",
                 "group_updates[0]: expected a dict with 'group_id' and 'updates', got str",
@@ -1322,11 +1401,12 @@ mod tests {
 
     #[test]
     fn id_and_updates_types() {
-        let b = Builder::new(&KNOWN)
+        let input = Builder::new(&KNOWN)
             .raw(Entry::Dict { id: Id::Other("int"), updates: UpdatesRef::Other("list") })
-            .raw(Entry::Dict { id: Id::NotUtf8, updates: UpdatesRef::Other("NoneType") });
+            .raw(Entry::Dict { id: Id::NotUtf8, updates: UpdatesRef::Other("NoneType") })
+            .volumes();
         assert_eq!(
-            refused(&volumes_only(b.build())),
+            refused(input),
             vec![
                 "volume_updates[0]: volume_id must be a string, got int",
                 "volume_updates[0]: updates must be a dict, got list",
@@ -1338,16 +1418,16 @@ mod tests {
 
     #[test]
     fn unknown_and_duplicate_ids() {
-        let rs = [("replication_status", Some("enabled"))];
-        let b = Builder::new(&KNOWN)
-            .add("v1", &rs)
+        let input = Builder::new(&KNOWN)
+            .add("v1", &ENABLED)
             .share("gone\n", 0)
             .share("v1", 0)
             .share("v2", 0)
             .share("v1", 0)
-            .share("gone\n", 0);
+            .share("gone\n", 0)
+            .volumes();
         assert_eq!(
-            refused(&volumes_only(b.build())),
+            refused(input),
             vec![
                 "volume_updates[1]: volume 'gone\\x0a' is not a live volume of this backend",
                 "volume_updates[2]: volume 'v1' appears more than once (first at [0])",
@@ -1358,14 +1438,58 @@ mod tests {
         );
     }
 
+    /// Texts whose hashes all collide: duplicates must still be told apart.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    struct Colliding<'a>(&'a str);
+
+    impl Text for Colliding<'_> {
+        fn as_str(&self) -> &str {
+            self.0
+        }
+
+        fn text_hash(&self) -> u64 {
+            42
+        }
+    }
+
+    #[test]
+    fn hash_collisions_are_told_apart() {
+        let c = Colliding;
+        let mut list = List { statuses: vec![Some(c("available")), Some(c("in-use"))], ..List::default() };
+        let on = list.dicts.push(pairs(vec![(Key::Str(c("replication_status")), Scalar::Str(c("enabled")))]));
+        let off = list.dicts.push(pairs(vec![(Key::Str(c("replication_status")), Scalar::Str(c("disabled")))]));
+        let status = list.dicts.push(pairs(vec![(Key::Str(c("status")), Scalar::Str(c("available")))]));
+        let entry = |id, dict, current| Entry::Dict {
+            id: Id::Str { id: c(id), current: Some(current) },
+            updates: UpdatesRef::Dict(dict),
+        };
+        for (id, dict, current) in [("a", on, 0), ("b", off, 0), ("c", on, 0), ("d", off, 0), ("e", status, 0)] {
+            list.entries.push(entry(id, dict, current));
+        }
+        list.entries.push(entry("f", status, 1));
+        let input = Input { service: Service::Null, volumes: Entries::List(list.clone()), groups: Entries::empty() };
+        let p = plan(input, limits(100, 2)).unwrap();
+        let ids_of = |members: &Range<usize>| p.volumes.ids(members.clone()).map(|t| t.0).collect::<Vec<_>>();
+        let ids: Vec<Vec<&str>> = p.volumes.sets.iter().map(|s| ids_of(&s.members)).collect();
+        assert_eq!(ids, vec![vec!["a", "c"], vec!["b", "d"]]);
+        let ids: Vec<Vec<&str>> = p.volumes.rows.iter().map(|r| ids_of(&r.members)).collect();
+        assert_eq!(ids, vec![vec!["e"], vec!["f"]]);
+
+        list.entries.push(entry("b", on, 0));
+        let input = Input { service: Service::Null, volumes: Entries::List(list), groups: Entries::empty() };
+        let Err(PlanError::Refused { details, .. }) = plan(input, limits(100, 2)) else { panic!() };
+        assert_eq!(details, vec!["volume_updates[6]: volume 'b' appears more than once (first at [1])"]);
+    }
+
     #[test]
     fn key_and_value_rules_in_order() {
         let long255 = "é".repeat(255);
         let long256 = "é".repeat(256);
         let long257 = "x".repeat(257);
-        let dict: Vec<Item<&str>> = vec![
+        let dict = pairs(vec![
             (Key::Other("bytes"), Scalar::Null),
             (Key::Str("previous_status"), Scalar::Str("available")),
+            (Key::Column(Column::PreviousStatus), Scalar::Str("available")),
             (Key::Str("provider_id"), Scalar::Other("int")),
             (Key::Str("provider_id"), Scalar::NotUtf8),
             (Key::Str("replication_driver_data"), Scalar::Str(&long256)),
@@ -1376,19 +1500,20 @@ mod tests {
             (Key::Str("replication_status"), Scalar::Str("updating")),
             (Key::Str("status"), Scalar::Str("in use")),
             (Key::Str("status"), Scalar::Null),
-        ];
+        ]);
         let mut list = List::default();
         let updates = UpdatesRef::Dict(list.dicts.push(dict));
         list.statuses.push(None);
         list.entries.push(Entry::Dict { id: Id::Str { id: "v1", current: Some(0) }, updates });
-        let input = volumes_only(Entries::List(list));
-        let allowed = "provider_auth, provider_id, provider_location, replication_driver_data, \
+        let input = Input { service: Service::Null, volumes: Entries::List(list), groups: Entries::empty() };
+        let allowed = "allowed: provider_auth, provider_id, provider_location, replication_driver_data, \
                        replication_extended_status, replication_status, status";
         assert_eq!(
-            refused(&input),
+            refused(input),
             vec![
                 "volume_updates[0]: keys must be strings, got bytes".to_string(),
-                format!("volume_updates[0]: key 'previous_status' may not be updated; allowed: {allowed}"),
+                format!("volume_updates[0]: key 'previous_status' may not be updated; {allowed}"),
+                format!("volume_updates[0]: key 'previous_status' may not be updated; {allowed}"),
                 "volume_updates[0]: 'provider_id' must be a string or None, got int".into(),
                 "volume_updates[0]: 'provider_id' is not valid UTF-8".into(),
                 "volume_updates[0]: 'replication_driver_data' is 256 characters; the column holds 255".into(),
@@ -1400,13 +1525,12 @@ mod tests {
             ]
         );
         // Group statuses are Cinder's group statuses.
-        let groups = Builder::new(&[("g", None)])
+        let input = Builder::new(&[("g", None)])
             .add("g", &[("status", Some("deleted")), ("replication_status", Some("enabled"))])
             .add("g", &[("status", Some("in use")), ("provider_id", Some("x"))])
-            .build();
-        let input = Input { service: Service::Null, volumes: Entries::empty(), groups };
+            .groups();
         assert_eq!(
-            refused(&input),
+            refused(input),
             vec![
                 "group_updates[1]: group 'g' appears more than once (first at [0])",
                 "group_updates[1]: invalid status 'in use'",
@@ -1417,11 +1541,10 @@ mod tests {
 
     #[test]
     fn a_shared_dict_reports_for_each_entry() {
-        let b = Builder::new(&KNOWN).add("v1", &[("status", Some("bogus"))]).share("v2", 0);
-        assert_eq!(
-            refused(&volumes_only(b.build())),
-            vec!["volume_updates[0]: invalid status 'bogus'", "volume_updates[1]: invalid status 'bogus'"]
-        );
+        let input = Builder::new(&KNOWN).add("v1", &[("status", Some("bogus"))]).share("v2", 0).volumes();
+        let problem = "invalid status 'bogus'";
+        let expected: Vec<String> = (0..2).map(|i| format!("volume_updates[{i}]: {problem}")).collect();
+        assert_eq!(refused(input), expected);
     }
 
     #[test]
@@ -1430,9 +1553,7 @@ mod tests {
         for _ in 0..120 {
             b = b.raw(Entry::NotADict("int"));
         }
-        let input = volumes_only(b.build());
-        let err = plan(&input, limits(8, 1)).unwrap_err();
-        let PlanError::Refused { message, details } = err else { panic!() };
+        let Err(PlanError::Refused { message, details }) = plan(b.volumes(), limits(8, 1)) else { panic!() };
         assert_eq!(message, "the driver's answer was refused: 120 problem(s); nothing was written");
         assert_eq!(details.len(), 51);
         assert_eq!(details[49], "volume_updates[49]: expected a dict with 'volume_id' and 'updates', got int");
@@ -1459,11 +1580,20 @@ mod tests {
     }
 
     #[test]
-    fn fast_hasher_spreads_short_keys() {
+    fn text_hash_spreads_similar_keys() {
         use std::collections::HashSet;
-        use std::hash::BuildHasher;
-        let build = BuildHasherDefault::<FastHasher>::default();
-        let hashes: HashSet<u64> = (0..10_000).map(|i| build.hash_one(format!("vol-{i}")) & 0xffff).collect();
-        assert!(hashes.len() > 7_000, "{}", hashes.len());
+        for texts in [
+            (0..10_000).map(|i| format!("vol-{i}")).collect::<Vec<_>>(),
+            (0..10_000).map(|i| "x".repeat(i)).collect(),
+            (0..10_000).map(|i| format!("{i:036}")).collect(),
+        ] {
+            let hashes: Vec<u64> = texts.iter().map(|t| text_hash(t)).collect();
+            assert_eq!(hashes.iter().collect::<HashSet<_>>().len(), 10_000);
+            // 10,000 random values in 65,536 buckets fill about 9,270 of them.
+            for bits in [|h: u64| h & 0xffff, |h: u64| h >> 48] {
+                let filled = hashes.iter().map(|h| bits(*h)).collect::<HashSet<_>>().len();
+                assert!(filled > 9_100, "{filled}");
+            }
+        }
     }
 }

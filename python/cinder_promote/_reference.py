@@ -139,7 +139,9 @@ VOLUME_STATUSES = frozenset(
         "extending",
     }
 )
-GROUP_STATUSES = frozenset({"error", "available", "creating", "deleting", "deleted", "updating", "in-use", "error_deleting"})
+GROUP_STATUSES = frozenset(
+    {"error", "available", "creating", "deleting", "deleted", "updating", "in-use", "error_deleting"}
+)
 
 
 class _Rules:
