@@ -6,14 +6,24 @@ use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
-    /// A value given by the user or a driver is not acceptable.
+    /// A value given by the operator is not acceptable (Python: `InvalidValue`).
     InvalidValue(String),
+    /// Our own caller passed an argument of the wrong type (Python: `TypeError`).
+    ArgumentType(String),
+    /// Our own caller passed an argument out of range (Python: `ValueError`).
+    ArgumentValue(String),
+    /// The driver's answer broke the contract; `details` names each entry
+    /// (Python: `DriverAnswerError`).
+    DriverAnswer { message: String, details: Vec<String> },
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidValue(message) => f.write_str(message),
+            Error::InvalidValue(message) | Error::ArgumentType(message) | Error::ArgumentValue(message) => {
+                f.write_str(message)
+            }
+            Error::DriverAnswer { message, .. } => f.write_str(message),
         }
     }
 }

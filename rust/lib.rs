@@ -13,14 +13,18 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use pyo3::{ffi, intern};
 
-use planner::{Column, Entries, Entry, Id, Item, Key, PlanError, Scalar, Service, Target, UpdatesRef};
+use planner::{Column, Entries, Entry, Id, Item, Key, Scalar, Service, Target, UpdatesRef};
 
 pyo3::import_exception!(cinder_promote.errors, InvalidValue);
 pyo3::import_exception!(cinder_promote.errors, DriverAnswerError);
 
+/// The one conversion of core errors to Python exceptions.
 fn to_py(err: error::Error) -> PyErr {
     match err {
         error::Error::InvalidValue(message) => InvalidValue::new_err(message),
+        error::Error::ArgumentValue(message) => PyValueError::new_err(message),
+        error::Error::ArgumentType(message) => PyTypeError::new_err(message),
+        error::Error::DriverAnswer { message, details } => DriverAnswerError::new_err((message, details)),
     }
 }
 
@@ -60,14 +64,6 @@ fn check_backend_host(value: &Bound<'_, PyString>) -> PyResult<HostTuple> {
 }
 
 // ------------------------------------------------------------- the planner
-
-fn plan_error(err: PlanError) -> PyErr {
-    match err {
-        PlanError::Value(message) => PyValueError::new_err(message),
-        PlanError::Type(message) => PyTypeError::new_err(message),
-        PlanError::Refused { message, details } => DriverAnswerError::new_err((message, details)),
-    }
-}
 
 /// A string of the driver's answer: its UTF-8 text, its hash and its index in
 /// [`Extract::objects`], which holds a strong reference to it.
@@ -309,7 +305,7 @@ impl<'k, 'py> ReadList<'k, 'py> {
     fn current(&mut self, x: &mut Extract<'py>, id: &Bound<'py, PyString>, text: Txt) -> PyResult<Option<u32>> {
         let Some(status) = self.known.get_item(id)? else { return Ok(None) };
         let fail = |type_name: Option<&str>| {
-            Err(plan_error(planner::known_status_error(self.target, planner::Text::as_str(&text), type_name)))
+            Err(to_py(planner::known_status_error(self.target, planner::Text::as_str(&text), type_name)))
         };
         let statuses = &mut self.out.statuses;
         if status.is_none() {
@@ -390,13 +386,13 @@ fn limit<'py>(value: &Bound<'py, PyAny>) -> PyResult<(i64, Bound<'py, PyAny>)> {
 
 fn check_limit(name: &str, (value, index): (i64, Bound<'_, PyAny>), min: i64) -> PyResult<usize> {
     let shown = || index.str().map_or_else(|_| value.to_string(), |s| s.to_string_lossy().into_owned());
-    planner::check_limit(name, value, min, shown).map_err(plan_error)
+    planner::check_limit(name, value, min, shown).map_err(to_py)
 }
 
 fn known<'a, 'py>(value: &'a Bound<'py, PyAny>, target: Target) -> PyResult<&'a Bound<'py, PyDict>> {
     value.cast::<PyDict>().map_err(|_| {
         let name = value.get_type().name().map_or_else(|_| "?".to_string(), |n| n.to_string_lossy().into_owned());
-        plan_error(planner::known_not_a_dict(target, &name))
+        to_py(planner::known_not_a_dict(target, &name))
     })
 }
 
@@ -504,7 +500,7 @@ fn plan_updates<'py>(
         },
     };
     py.check_signals()?;
-    let plan = py.detach(move || planner::plan(input, limits)).map_err(plan_error)?;
+    let plan = py.detach(move || planner::plan(input, limits)).map_err(to_py)?;
     py.check_signals()?;
     let columns = std::mem::take(&mut extract.columns);
     let out = Output { py, objects: &extract.objects, columns }.plan(&plan)?;

@@ -11,11 +11,10 @@
 //! the same messages.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::ops::Range;
 
-use crate::error::quote;
+use crate::error::{quote, Error};
 use crate::validate::{FENCE_STATUS, REPLICATION_STATUSES};
 
 /// A refusal names at most this many problems, then how many more there are.
@@ -475,38 +474,17 @@ pub struct Plan<S> {
 
 // --------------------------------------------------------------- the errors
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PlanError {
-    /// A bad argument from our own caller (Python `ValueError`).
-    Value(String),
-    /// An argument of the wrong type from our own caller (Python `TypeError`).
-    Type(String),
-    /// The driver's answer broke the contract (`DriverAnswerError`).
-    Refused { message: String, details: Vec<String> },
-}
-
-impl fmt::Display for PlanError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PlanError::Value(m) | PlanError::Type(m) => f.write_str(m),
-            PlanError::Refused { message, .. } => f.write_str(message),
-        }
-    }
-}
-
-impl std::error::Error for PlanError {}
-
 /// Check one limit; `shown` is how Python prints the value (a Python int may
 /// not fit in an i64, which then saturates).
-pub fn check_limit(name: &str, value: i64, min: i64, shown: impl FnOnce() -> String) -> Result<usize, PlanError> {
+pub fn check_limit(name: &str, value: i64, min: i64, shown: impl FnOnce() -> String) -> Result<usize, Error> {
     if value < min {
-        return Err(PlanError::Value(format!("{name} must be at least {min}, got {}", shown())));
+        return Err(Error::ArgumentValue(format!("{name} must be at least {min}, got {}", shown())));
     }
     Ok(usize::try_from(value).unwrap_or(usize::MAX))
 }
 
 /// Check the bind-parameter limit and the smallest set-based group.
-pub fn check_limits(max_params: i64, min_group: i64) -> Result<Limits, PlanError> {
+pub fn check_limits(max_params: i64, min_group: i64) -> Result<Limits, Error> {
     Ok(Limits {
         max_params: check_limit("max_params", max_params, MIN_MAX_PARAMS, || max_params.to_string())?,
         min_group: check_limit("min_group", min_group, MIN_MIN_GROUP, || min_group.to_string())?,
@@ -514,17 +492,17 @@ pub fn check_limits(max_params: i64, min_group: i64) -> Result<Limits, PlanError
 }
 
 /// `known_volumes: expected a dict, got list`.
-pub fn known_not_a_dict(target: Target, type_name: &str) -> PlanError {
-    PlanError::Type(format!("{}: expected a dict, got {type_name}", target.known_name()))
+pub fn known_not_a_dict(target: Target, type_name: &str) -> Error {
+    Error::ArgumentType(format!("{}: expected a dict, got {type_name}", target.known_name()))
 }
 
 /// A status in the caller's map of live rows that is not a str or None
 /// (`type_name`), or not valid UTF-8 (`type_name` is None).
-pub fn known_status_error(target: Target, id: &str, type_name: Option<&str>) -> PlanError {
+pub fn known_status_error(target: Target, id: &str, type_name: Option<&str>) -> Error {
     let at = format!("{}[{}]", target.known_name(), quote(id));
     match type_name {
-        Some(t) => PlanError::Type(format!("{at} must be a string or None, got {t}")),
-        None => PlanError::Value(format!("{at} is not valid UTF-8")),
+        Some(t) => Error::ArgumentType(format!("{at} must be a string or None, got {t}")),
+        None => Error::ArgumentValue(format!("{at} is not valid UTF-8")),
     }
 }
 
@@ -559,12 +537,12 @@ impl Problems {
         }
     }
 
-    fn refusal(mut self) -> PlanError {
+    fn refusal(mut self) -> Error {
         let n = self.count;
         if n > MAX_PROBLEM_LINES {
             self.lines.push(format!("... and {} more problem(s)", n - MAX_PROBLEM_LINES));
         }
-        PlanError::Refused {
+        Error::DriverAnswer {
             message: format!("the driver's answer was refused: {n} problem(s); nothing was written"),
             details: self.lines,
         }
@@ -1064,7 +1042,7 @@ fn plan_kind<S: Text>(checks: Checks<S>, limits: Limits) -> KindPlan<S> {
 }
 
 /// Check the driver's answer and plan its writes; every problem is reported.
-pub fn plan<S: Text>(input: Input<S>, limits: Limits) -> Result<Plan<S>, PlanError> {
+pub fn plan<S: Text>(input: Input<S>, limits: Limits) -> Result<Plan<S>, Error> {
     let mut problems = Problems::default();
     let service = check_service(&input.service, &mut problems);
     let volumes = check_entries(Target::Volume, input.volumes, &mut problems);
@@ -1170,7 +1148,7 @@ mod tests {
 
     fn refused(input: Input<&str>) -> Vec<String> {
         match plan(input, limits(100, 2)) {
-            Err(PlanError::Refused { message, details }) => {
+            Err(Error::DriverAnswer { message, details }) => {
                 let n = message.split(": ").nth(1).unwrap().split(' ').next().unwrap();
                 assert_eq!(message, format!("the driver's answer was refused: {n} problem(s); nothing was written"));
                 details
@@ -1200,8 +1178,8 @@ mod tests {
     #[test]
     fn limits_are_checked() {
         assert_eq!(check_limits(8, 1), Ok(limits(8, 1)));
-        assert_eq!(check_limits(7, 1), Err(PlanError::Value("max_params must be at least 8, got 7".into())));
-        assert_eq!(check_limits(8, 0), Err(PlanError::Value("min_group must be at least 1, got 0".into())));
+        assert_eq!(check_limits(7, 1), Err(Error::ArgumentValue("max_params must be at least 8, got 7".into())));
+        assert_eq!(check_limits(8, 0), Err(Error::ArgumentValue("min_group must be at least 1, got 0".into())));
         assert_eq!(check_limits(i64::MAX, i64::MAX).unwrap().max_params, i64::MAX as usize);
     }
 
@@ -1477,7 +1455,7 @@ mod tests {
 
         list.entries.push(entry("b", on, 0));
         let input = Input { service: Service::Null, volumes: Entries::List(list), groups: Entries::empty() };
-        let Err(PlanError::Refused { details, .. }) = plan(input, limits(100, 2)) else { panic!() };
+        let Err(Error::DriverAnswer { details, .. }) = plan(input, limits(100, 2)) else { panic!() };
         assert_eq!(details, vec!["volume_updates[6]: volume 'b' appears more than once (first at [1])"]);
     }
 
@@ -1553,7 +1531,7 @@ mod tests {
         for _ in 0..120 {
             b = b.raw(Entry::NotADict("int"));
         }
-        let Err(PlanError::Refused { message, details }) = plan(b.volumes(), limits(8, 1)) else { panic!() };
+        let Err(Error::DriverAnswer { message, details }) = plan(b.volumes(), limits(8, 1)) else { panic!() };
         assert_eq!(message, "the driver's answer was refused: 120 problem(s); nothing was written");
         assert_eq!(details.len(), 51);
         assert_eq!(details[49], "volume_updates[49]: expected a dict with 'volume_id' and 'updates', got int");
@@ -1570,11 +1548,11 @@ mod tests {
     fn known_errors() {
         assert_eq!(
             known_status_error(Target::Volume, "v\n", Some("int")),
-            PlanError::Type("known_volumes['v\\x0a'] must be a string or None, got int".into())
+            Error::ArgumentType("known_volumes['v\\x0a'] must be a string or None, got int".into())
         );
         assert_eq!(
             known_status_error(Target::Group, "g", None),
-            PlanError::Value("known_groups['g'] is not valid UTF-8".into())
+            Error::ArgumentValue("known_groups['g'] is not valid UTF-8".into())
         );
         assert_eq!(known_not_a_dict(Target::Volume, "list").to_string(), "known_volumes: expected a dict, got list");
     }
