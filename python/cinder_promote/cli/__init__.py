@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import __version__
-from . import check, demo, hook, journal, reset, status
+from . import bench, check, demo, hook, journal, patch, reset, status
 from .state import CliState
 
 app = typer.Typer(
@@ -53,7 +53,9 @@ status.register(app)
 hook.register(app)
 check.register(app)
 journal.register(app)
+bench.register(app)
 demo.register(app)
+patch.register(app)
 
 
 def main() -> None:

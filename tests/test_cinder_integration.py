@@ -1,0 +1,131 @@
+"""cinder_integration: the glue a patched Cinder calls, tested without Cinder.
+
+(The same functions inside real, patched Cinder, eventlet included: tests/test_cinder_patch.py.)
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from scenario import journal, row, stopped_service
+
+from cinder_promote import cinder_integration as ci
+from cinder_promote.db import seed
+from cinder_promote.drivers.reference import ReferenceDriver
+from cinder_promote.errors import ConfigError, DatabaseUnavailable, HookFailed, InvalidValue, TargetNotFound
+
+
+class _ThreadRecordingDriver(ReferenceDriver):
+    def __init__(self, **kwargs: str) -> None:
+        super().__init__(**kwargs)
+        self.threads: list[int] = []
+
+    def update_host_replication(self, *args, **kwargs):
+        self.threads.append(threading.get_ident())
+        return super().update_host_replication(*args, **kwargs)
+
+
+def test_without_eventlet_the_hook_runs_in_the_calling_thread() -> None:
+    assert not ci.eventlet_patched()
+    assert ci.run_off_hub(threading.get_ident) == threading.get_ident()
+    with pytest.raises(ZeroDivisionError):
+        ci.run_off_hub(lambda: 1 / 0)
+
+
+def test_run_startup_hook(db: sa.Engine, cinder_url: str) -> None:
+    sid = stopped_service(db, "node-b@be", replication_status="enabled", active_backend_id=None)
+    with db.begin() as conn:
+        seed.add_volumes(conn, [seed.volume_row("node-b@be#p", replication_status="failed-over") for _ in range(50)])
+    driver = _ThreadRecordingDriver()
+    result = ci.run_startup_hook(driver, host="node-b@be", db_url=cinder_url, context="ctx")
+    assert (result.outcome, result.volumes_updated, result.status_after) == ("done", 50, "enabled")
+    assert driver.threads == [threading.get_ident()]
+    assert row(db, "services", sid)["replication_status"] == "enabled"
+    assert [(e["operation"], e["state"]) for e in journal(db)] == [("update-host-replication", "done")]
+
+    failing = ReferenceDriver(fail="raise")
+    with pytest.raises(HookFailed, match="the array did not answer"):
+        ci.run_startup_hook(failing, host="node-b@be", db_url=cinder_url)
+    assert row(db, "services", sid)["replication_status"] == "error"
+
+
+def test_run_startup_hook_database_problems(tmp_path: Path, sqlite_url: str) -> None:
+    with pytest.raises(ConfigError, match="connection is not set"):
+        ci.run_startup_hook(ReferenceDriver(), host="h@b", db_url=None)
+    with pytest.raises(DatabaseUnavailable):
+        ci.run_startup_hook(ReferenceDriver(), host="h@b", db_url=f"sqlite:///{tmp_path}/missing.db")
+    with pytest.raises(TargetNotFound):
+        ci.run_startup_hook(ReferenceDriver(), host="nohost@b", db_url=sqlite_url)
+
+
+def test_in_memory_database_uses_the_shared_engine(sqlite_url: str) -> None:
+    assert ci.is_in_memory("sqlite://") and ci.is_in_memory("sqlite:///:memory:")
+    assert not ci.is_in_memory(sqlite_url) and not ci.is_in_memory("postgresql://u@h/cinder")
+    shared = sa.create_engine(sqlite_url)
+    try:
+        with ci.database("sqlite://", lambda: shared) as engine:
+            assert engine is shared
+        with ci.database(sqlite_url, lambda: shared) as engine:
+            assert engine is not shared  # a file database gets a private engine
+    finally:
+        shared.dispose()
+
+
+def test_reset_active_backend(db: sa.Engine, cinder_url: str) -> None:
+    sid = stopped_service(db, "node-b@be")
+    result = ci.reset_active_backend(db_url=cinder_url, backend_host="node-b@be", enable_replication=True,
+                                     active_backend_id="backend-c", service_down_time=60)
+    assert result.changed
+    service = row(db, "services", sid)
+    assert (service["replication_status"], service["active_backend_id"]) == ("enabled", "backend-c")
+    with pytest.raises(InvalidValue):
+        ci.reset_active_backend(db_url=cinder_url, backend_host="node-b@be", replication_status="updating")
+
+
+def _fake_site(tmp_path: Path, patched: set[str]) -> Path:
+    """A site-packages whose cinder holds the markers of the `patched` patches only."""
+    site = tmp_path / "site"
+    for name, markers in ci.PATCH_MARKERS.items():
+        for marker in markers:
+            path = site / marker.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lines = path.read_text().splitlines() if path.exists() else []
+            lines.append(marker.text if name in patched else "# pristine")
+            path.write_text("\n".join(lines) + "\n")
+    (site / "cinder" / "__init__.py").write_text("")
+    meta = site / "cinder-29.0.0.dist-info"
+    meta.mkdir()
+    (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: cinder\nVersion: 29.0.0\n")
+    return site
+
+
+def test_patch_status(tmp_path: Path) -> None:
+    names = list(ci.PATCH_MARKERS)
+    full = ci.patch_status(str(_fake_site(tmp_path / "full", set(names))))
+    assert full.state == "patched" and full.fully_patched and full.version == "29.0.0"
+    part = ci.patch_status(str(_fake_site(tmp_path / "part", {names[0]})))
+    assert part.state == "partially patched"
+    assert [p.applied for p in part.patches] == [True] + [False] * (len(names) - 1)
+    assert all(p.missing for p in part.patches[1:])
+    none = ci.patch_status(str(_fake_site(tmp_path / "none", set())))
+    assert none.state == "not patched"
+    # The package folder itself is accepted too.
+    assert ci.patch_status(str(tmp_path / "full" / "site" / "cinder")).fully_patched
+    with pytest.raises(ConfigError, match="no cinder package"):
+        ci.patch_status(str(tmp_path))
+
+
+def test_cinder_patch_status_command(cli, tmp_path: Path) -> None:
+    site = _fake_site(tmp_path, set(list(ci.PATCH_MARKERS)[:2]))
+    result = cli("cinder-patch-status", "--site-packages", str(site))
+    assert result.exit_code == 1
+    assert "partially patched" in result.stdout
+    full = _fake_site(tmp_path / "f", set(ci.PATCH_MARKERS))
+    ok = cli("cinder-patch-status", "--site-packages", str(full), "--format", "json")
+    assert ok.exit_code == 0, ok.stderr
+    missing = cli("cinder-patch-status", "--site-packages", str(tmp_path / "nowhere"))
+    assert missing.exit_code == 3 and "no cinder package" in missing.stderr
