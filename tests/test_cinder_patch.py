@@ -28,6 +28,7 @@ import sys
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -36,6 +37,7 @@ import sqlalchemy as sa
 from cinder_promote.cinder_integration import PATCH_MARKERS
 from cinder_promote.db import seed
 from cinder_promote.fence import Lease, acquire
+from cinder_promote.models import utcnow
 from cinder_promote.target import resolve
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -699,3 +701,49 @@ def test_boot_member_of_a_fenced_cluster(patched_venv: Path, sqlite_url: str, tm
         assert "is 'updating': update_host_replication runs in another process" in report["log"]
     finally:
         engine.dispose()
+
+
+# -- the lease under eventlet -------------------------------------------------------------------
+
+LEASE_SCRIPT = r'''
+import eventlet
+eventlet.monkey_patch()
+import sqlite3, sys
+from datetime import datetime, timezone
+from eventlet import patcher
+from cinder_promote import cinder_integration as ci
+from cinder_promote.db.connect import open_engine
+from cinder_promote.hook import update_host_replication
+
+native_sleep = patcher.original("time").sleep
+path = sys.argv[1]
+seen = {}
+
+class BlockingDriver:
+    def update_host_replication(self, context, status, backend, volumes, groups=None):
+        native_sleep(2.5)  # blocks in native code: no green thread runs meanwhile in this thread
+        lease = sqlite3.connect(path).execute(
+            "SELECT lease_expires_at FROM cinder_promote_journal WHERE state = 'running'").fetchone()[0]
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        seen["renewed"] = datetime.fromisoformat(lease) > now
+        return None, [], None
+
+engine = open_engine("sqlite:///" + path)
+result = ci.run_off_hub(update_host_replication, engine, BlockingDriver(), host="node-b@be", lease_seconds=1)
+print(result.outcome, seen["renewed"])
+'''
+
+
+def test_lease_is_renewed_while_a_driver_blocks_under_eventlet(patched_venv: Path, sqlite_url: str,
+                                                               tmp_path: Path) -> None:
+    """cinder-volume is monkey-patched: the lease keeper must be a native thread, or a driver
+    that blocks in native code lets the lease expire and another member takes the fence over."""
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:
+        seed.add_service(conn, "node-b@be", now=utcnow() - timedelta(hours=1), replication_status="enabled")
+    engine.dispose()
+    script = tmp_path / "lease.py"
+    script.write_text(LEASE_SCRIPT)
+    proc = _run([str(patched_venv / "bin" / "python"), str(script), sa.make_url(sqlite_url).database], timeout=120)
+    assert proc.returncode == 0, _tail(proc.stdout + proc.stderr)
+    assert proc.stdout.split()[-2:] == ["done", "True"], proc.stdout

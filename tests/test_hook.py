@@ -200,3 +200,19 @@ def test_cluster_hook_updates_cluster_row_and_members(db):
         statuses = conn.execute(sa.text(
             "SELECT replication_status, count(*) FROM volumes GROUP BY replication_status")).all()
     assert dict(statuses) == {"enabled": 50, "failed-over": 1}
+
+
+def test_fence_of_a_dead_process_on_this_host_is_taken_over_at_once(db):
+    """A service restarted right after a crash takes its own fence back without waiting for the lease."""
+    import socket
+    import subprocess
+
+    _backend(db, n_volumes=5)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    old = _fence_by(db, "service", HOST, holder=f"{socket.gethostname()}:{gone.pid}", lease_seconds=300,
+                    status_before="enabled")
+    result = update_host_replication(db, DistinctDriver(), host=HOST)
+    assert result.outcome == "done" and result.taken_over_from == old
+    entries = {e["id"]: e for e in journal(db)}
+    assert entries[old]["state"] == "taken-over" and "is dead" in entries[old]["error"]

@@ -11,6 +11,9 @@ status recorded before the fence.
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -19,7 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Connection, Engine
 
 from .db import journal, queries
-from .db.connect import lost_race
+from .db.connect import lost_race, private_engine
 from .engine import FENCE_STATUS
 from .errors import Refused
 from .models import utcnow
@@ -143,7 +146,7 @@ def _try_acquire(engine: Engine, target: Target, holder: str, lease_seconds: flo
             return Lease(target, entry_id, holder, lease_seconds, row.replication_status, row.active_backend_id, None)
         fence = fence_on(conn, kind, target.name, row.replication_status, now)
         assert fence is not None
-        if fence.live:
+        if fence.live and not holder_is_dead(fence.holder):
             return Busy(fence)
         running = journal.running_entries(conn, kind, target.name)
         if not running:
@@ -152,7 +155,7 @@ def _try_acquire(engine: Engine, target: Target, holder: str, lease_seconds: flo
                 " clear it with reset-active-backend; nothing was written"
             )
         stale = running[0]
-        if not journal.take_over(conn, stale, now, holder):
+        if not journal.take_over(conn, stale, now, holder, expired=not holder_is_dead(stale.holder)):
             return None
         journal.mark_taken_over(conn, [e.id for e in running[1:]], now, f"lease expired; taken over by {holder}")
         entry_id = journal.insert(
@@ -163,6 +166,24 @@ def _try_acquire(engine: Engine, target: Target, holder: str, lease_seconds: flo
         )
         LOG.warning("took over the stale fence on %s from %s (journal %s)", target.label, stale.holder, stale.id)
         return Lease(target, entry_id, holder, lease_seconds, stale.status_before, row.active_backend_id, stale.id)
+
+
+def holder_is_dead(holder: str | None) -> bool:
+    """A holder `hostname:pid` of this very host whose process is gone: its fence is stale now.
+
+    So a volume service restarted right after a crash takes its own fence back
+    without waiting for the lease.
+    """
+    host, _, pid = (holder or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def wait_until_released(engine: Engine, target: Target, timeout: float, poll: float = 1.0) -> bool:
@@ -187,10 +208,16 @@ class LeaseKeeper:
     """
 
     def __init__(self, engine: Engine, lease: Lease) -> None:
-        self._engine = engine
+        # Under eventlet (cinder-volume) a `threading.Thread` is a green thread that
+        # runs only when the driver yields; a driver blocking in native code would
+        # let the lease expire. So the keeper is a native thread, with a private
+        # connection of its own.
+        threads = _native_threading()
+        self._engine = private_engine(engine)
+        self._shared_engine = self._engine is engine
         self._lease = lease
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{lease.journal_id}", daemon=True)
+        self._stop = threads.Event()
+        self._thread = threads.Thread(target=self._run, name=f"lease-{lease.journal_id}", daemon=True)
         self.lost = False
 
     def __enter__(self) -> LeaseKeeper:
@@ -200,6 +227,8 @@ class LeaseKeeper:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        if not self._shared_engine:
+            self._engine.dispose()
 
     def _run(self) -> None:
         interval = max(self._lease.lease_seconds / 4, 0.2)
@@ -213,3 +242,13 @@ class LeaseKeeper:
                         return
             except Exception:  # noqa: BLE001 - a failed renewal is retried; expiry is the safety net
                 LOG.warning("could not renew the lease of journal %s", self._lease.journal_id, exc_info=True)
+
+
+def _native_threading():
+    """The real `threading` module, even when eventlet has monkey-patched this process."""
+    if "eventlet" in sys.modules:
+        from eventlet import patcher
+
+        if patcher.is_monkey_patched("thread"):
+            return patcher.original("threading")
+    return threading

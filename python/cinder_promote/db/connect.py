@@ -101,6 +101,16 @@ def open_engine(raw_url: str, *, require_cinder: bool = True) -> Engine:
     return engine
 
 
+def private_engine(engine: Engine) -> Engine:
+    """An engine of its own (no shared pool) on the same database, for a helper thread.
+
+    An in-memory SQLite database exists only in its engine: that one is shared.
+    """
+    if engine.url.get_backend_name() == "sqlite" and engine.url.database in (None, "", ":memory:"):
+        return engine
+    return sa.create_engine(engine.url, poolclass=sa.pool.NullPool, **_engine_options(engine.url))
+
+
 # Errors that mean "another transaction got there first": MySQL/Galera deadlock
 # (1213) and lock wait timeout (1205), PostgreSQL serialization failure and
 # deadlock, SQLite's busy lock.

@@ -129,13 +129,18 @@ def _held_by(entry_id: int, holder: str) -> list[sa.ColumnElement[bool]]:
     return [journal.c.id == entry_id, journal.c.state == RUNNING, journal.c.holder == holder]
 
 
-def take_over(conn: Connection, entry: JournalEntry, now: datetime, by: str) -> bool:
-    """Mark a stale running entry taken over, only if it is still exactly as read."""
+def take_over(conn: Connection, entry: JournalEntry, now: datetime, by: str, *, expired: bool = True) -> bool:
+    """Mark a stale running entry taken over, only if it is still exactly as read.
+
+    `expired=False` is for a holder known to be dead (its process is gone from this host).
+    """
+    conditions = [journal.c.id == entry.id, journal.c.state == RUNNING,
+                  journal.c.lease_expires_at == entry.lease_expires_at]
+    if expired:
+        conditions.append(journal.c.lease_expires_at <= now)
+    why = "lease expired" if expired else f"holder {entry.holder} is dead"
     result = conn.execute(
-        journal.update()
-        .where(journal.c.id == entry.id, journal.c.state == RUNNING,
-               journal.c.lease_expires_at == entry.lease_expires_at, journal.c.lease_expires_at <= now)
-        .values(state=TAKEN_OVER, updated_at=now, error=f"lease expired; taken over by {by}")
+        journal.update().where(*conditions).values(state=TAKEN_OVER, updated_at=now, error=f"{why}; taken over by {by}")
     )
     return result.rowcount == 1
 
