@@ -7,7 +7,6 @@ import re
 import shlex
 from pathlib import Path
 
-import pytest
 
 from cinder_promote.cli.reference import markdown
 from cinder_promote.demo import seed_disaster
