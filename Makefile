@@ -15,8 +15,8 @@ demo: install
 # Everything the tests need, then every test: Rust, stubs, and pytest on
 # SQLite, PostgreSQL and MariaDB with Cinder 29.0.0's own schema.
 test: system-deps install rust-test stubtest cinder-venv
-	@set -e; eval "$$(scripts/servers start)"; \
-	  $(PY) -m pytest $(PYTEST_ARGS)
+	@servers_env="$$(scripts/servers start)" || { echo "scripts/servers start failed" >&2; exit 1; }; \
+	  eval "$$servers_env"; $(PY) -m pytest $(PYTEST_ARGS)
 
 venv:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
