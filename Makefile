@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: demo test install venv system-deps servers cinder-venv rust-test pytest stubtest bench clean
+.PHONY: demo test install venv system-deps servers cinder-venv rust-test pytest stubtest bench bench-report clean
 
 # Run the demo on the embedded SQLite default: no server, no Cinder install.
 demo: install
@@ -41,9 +41,14 @@ rust-test:
 stubtest: install
 	$(PY) -m mypy.stubtest cinder_promote._native
 
-bench: install
+# The benches (benches/, pytest-benchmark): never part of `make test`.
+# bench-report also rewrites docs/benchmarks.md and its charts from the run.
+bench: install cinder-venv
 	@set -e; eval "$$(scripts/servers start)"; \
-	  $(PY) -m pytest benches --benchmark-enable $(PYTEST_ARGS)
+	  $(PY) -m pytest benches --benchmark-enable -p no:cacheprovider $(PYTEST_ARGS)
+
+bench-report: install cinder-venv
+	VENV=$(VENV) scripts/bench-report $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) target .cache cinder-promote-demo.sqlite

@@ -685,37 +685,43 @@ fn check_service<S: Text>(service: &Service<S>, problems: &mut Problems) -> Vec<
     out
 }
 
-/// Where each id first appears in a list. Keyed by the id's hash (which the
-/// binding computed while the text was at hand), so that the text of an id is
-/// read again only for a repeated hash.
-struct FirstAt<S> {
-    by_hash: FastMap<u64, u32>,
-    /// Distinct ids with the hash of an earlier one: rare enough for a list.
-    collided: Vec<(S, usize)>,
-}
-
-impl<S: Text> FirstAt<S> {
-    fn new(capacity: usize) -> Self {
-        let mut by_hash = FastMap::default();
-        by_hash.reserve(capacity);
-        FirstAt { by_hash, collided: Vec::new() }
-    }
-
-    /// The index of the first entry with this id (`i` if it is the first).
-    fn first(&mut self, entries: &[Entry<S>], id: S, i: usize) -> usize {
-        let j = *self.by_hash.entry(id.text_hash()).or_insert(i as u32) as usize;
-        let same = |j: usize| {
-            matches!(&entries[j], Entry::Dict { id: Id::Str { id: other, .. }, .. } if ByText(*other) == ByText(id))
-        };
-        if j == i || same(j) {
-            return j;
+/// The entries whose id appeared earlier in the list, each with the index of
+/// that first appearance. Found by sorting the ids' hashes (which the binding
+/// computed while the text was at hand): sequential work, where a hash map of
+/// 100,000 ids costs a cache miss per id. Only ids with equal hashes are
+/// compared by text.
+fn repeated_ids<S: Text>(entries: &[Entry<S>]) -> FastMap<u32, u32> {
+    let id_of = |i: u32| match &entries[i as usize] {
+        Entry::Dict { id: Id::Str { id, .. }, .. } => *id,
+        _ => unreachable!("only str ids are keyed"),
+    };
+    let mut keyed: Vec<(u64, u32)> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match e {
+            Entry::Dict { id: Id::Str { id, .. }, .. } => Some((id.text_hash(), i as u32)),
+            _ => None,
+        })
+        .collect();
+    keyed.sort_unstable();
+    let mut repeated = FastMap::default();
+    let mut start = 0;
+    while start < keyed.len() {
+        let hash = keyed[start].0;
+        let end = start + keyed[start..].iter().take_while(|(h, _)| *h == hash).count();
+        if end - start > 1 {
+            // Sorted by index within a hash: the first of each text is its first appearance.
+            let mut first: FastMap<ByText<S>, u32> = FastMap::default();
+            for &(_, i) in &keyed[start..end] {
+                let j = *first.entry(ByText(id_of(i))).or_insert(i);
+                if j != i {
+                    repeated.insert(i, j);
+                }
+            }
         }
-        if let Some((_, k)) = self.collided.iter().find(|(other, _)| ByText(*other) == ByText(id)) {
-            return *k;
-        }
-        self.collided.push((id, i));
-        i
+        start = end;
     }
+    repeated
 }
 
 /// What the checks of a list leave for the planning.
@@ -745,7 +751,7 @@ fn check_entries<S: Text>(target: Target, entries: Entries<S>, problems: &mut Pr
     let same_status: Vec<u32> = (0..list.statuses.len() as u32)
         .map(|i| *first_status.entry(list.statuses[i as usize].map(ByText)).or_insert(i))
         .collect();
-    let mut first_at = FirstAt::new(list.entries.len());
+    let repeated = repeated_ids(&list.entries);
     let mut ready = Vec::with_capacity(list.entries.len());
     for (i, entry) in list.entries.iter().enumerate() {
         let at = || format!("{list_name}[{i}]");
@@ -794,8 +800,7 @@ fn check_entries<S: Text>(target: Target, entries: Entries<S>, problems: &mut Pr
                 }),
                 Some(s) => current = Some(same_status[*s as usize]),
             }
-            let first = first_at.first(&list.entries, *id, i);
-            if first != i {
+            if let Some(&first) = repeated.get(&(i as u32)) {
                 problems.add(|| {
                     format!("{}: {kind} {} appears more than once (first at [{first}])", at(), quote(id.as_str()))
                 });
@@ -932,41 +937,57 @@ fn plan_kind<S: Text>(checks: Checks<S>, limits: Limits) -> KindPlan<S> {
     let Checks { ready, dicts: checked, list } = checks;
     let items_of = |d: u32| list.dicts.get(d);
     // Group the entries by their final values (the dict's content and the
-    // previous status), in order of first appearance. Keyed by a hash of both
-    // (the binding hashed every text while it was at hand): the values of two
-    // dicts are compared only when their hashes are equal.
+    // previous status), in order of first appearance. An entry with the same
+    // dict and previous status as the one before it joins its group; the
+    // others are sorted by a hash of their final values (the binding hashed
+    // every text while it was at hand): sequential work, where a hash map of
+    // 100,000 distinct updates costs a cache miss per entry. The values of two
+    // entries are compared only when their hashes are equal.
     let same = |a: &Ready, b: &Ready| {
         a.previous == b.previous && (a.dict == b.dict || Content(items_of(a.dict)) == Content(items_of(b.dict)))
     };
-    let mut groups: FastMap<u64, u32> = FastMap::default();
-    groups.reserve(ready.len().min(1 << 16));
-    let mut collided: Vec<u32> = Vec::new();
-    let mut firsts: Vec<u32> = Vec::new();
-    let mut group_of: Vec<u32> = Vec::with_capacity(ready.len());
-    for (i, r) in ready.iter().enumerate() {
-        if let (Some(&g), Some(before)) = (group_of.last(), i.checked_sub(1)) {
-            if ready[before].dict == r.dict && ready[before].previous == r.previous {
-                group_of.push(g);
-                continue;
-            }
-        }
+    let key = |r: &Ready| {
         let mut hasher = FastHasher { hash: checked[r.dict as usize].content_hash };
         hasher.write_u64(r.previous.map_or(0, |p| u64::from(p) + 1));
-        let next = firsts.len() as u32;
-        let mut g = *groups.entry(hasher.finish()).or_insert(next);
-        if g != next && !same(&ready[firsts[g as usize] as usize], r) {
-            // Two different final values with one hash: look among the others.
-            g = collided.iter().copied().find(|&c| same(&ready[firsts[c as usize] as usize], r)).unwrap_or(next);
-            if g == next {
-                collided.push(next);
+        hasher.finish()
+    };
+    // first[i]: the first entry with the final values of entry i.
+    let mut first: Vec<u32> = (0..ready.len() as u32).collect();
+    let mut keyed: Vec<(u64, u32)> = Vec::new();
+    for (i, r) in ready.iter().enumerate() {
+        match i.checked_sub(1) {
+            Some(b) if ready[b].dict == r.dict && ready[b].previous == r.previous => first[i] = first[b],
+            _ => keyed.push((key(r), i as u32)),
+        }
+    }
+    keyed.sort_unstable();
+    let mut start = 0;
+    while start < keyed.len() {
+        let hash = keyed[start].0;
+        let end = start + keyed[start..].iter().take_while(|(h, _)| *h == hash).count();
+        // By index within a hash: the first of each distinct value comes first.
+        let mut distinct: Vec<u32> = Vec::new();
+        for &(_, i) in &keyed[start..end] {
+            match distinct.iter().copied().find(|&f| same(&ready[f as usize], &ready[i as usize])) {
+                Some(f) => first[i as usize] = f,
+                None => distinct.push(i),
             }
         }
-        if g == next {
-            firsts.push(i as u32);
-        }
+        start = end;
+    }
+    drop(keyed);
+    let mut firsts: Vec<u32> = Vec::new();
+    let mut group_of: Vec<u32> = Vec::with_capacity(ready.len());
+    for (i, &f) in first.iter().enumerate() {
+        let g = if f as usize == i {
+            firsts.push(f);
+            (firsts.len() - 1) as u32
+        } else {
+            group_of[f as usize]
+        };
         group_of.push(g);
     }
-    drop(groups);
+    drop(first);
     let mut sizes = vec![0u32; firsts.len()];
     for &g in &group_of {
         sizes[g as usize] += 1;

@@ -233,30 +233,42 @@ def _explain_unknown_ids(engine: Engine, details: list[str]) -> list[str]:
     return explained
 
 
+def write_plan(writer: bulk.Writer, plan: dict[str, Any], say: Callable[[str], None] | None = None) -> None:
+    """Write the volumes and groups of a plan in the writer's transaction.
+
+    Raises ConcurrentChange when fewer rows were written than planned (a row
+    was deleted meanwhile): the caller's transaction then rolls back.
+    """
+    for table_name in ("volumes", "groups"):
+        part = plan[table_name]
+        written = 0
+        for chunk in part["sets"]:
+            written += writer.update_set(table_name, chunk["values"], chunk["ids"])
+            if say is not None:
+                say(f"{table_name}: {written}/{part['count']} written")
+        partitions: dict[tuple[str, ...], list[tuple[list[str], list[list[Any]]]]] = {}
+        for chunk in part["rows"]:
+            partitions.setdefault(tuple(chunk["columns"]), []).append((chunk["ids"], chunk["values"]))
+        for columns, chunks in partitions.items():
+            if say is not None:
+                say(f"{table_name}: writing {sum(len(ids) for ids, _ in chunks)} row(s) with distinct values"
+                    f" ({', '.join(columns)})")
+            written += writer.update_rows(table_name, list(columns), chunks)
+            if say is not None:
+                say(f"{table_name}: {written}/{part['count']} written")
+        if written != part["count"]:
+            raise ConcurrentChange(
+                f"{part['count'] - written} of the {table_name} to update changed (deleted?) while the driver"
+                f" worked; rolled back, nothing was written"
+            )
+
+
 def _apply(engine: Engine, plan: dict[str, Any], lease: Lease, target: Target, status_after: str | None,
            backend_after: str | None, timer: _Timer, keeper: LeaseKeeper) -> None:
     now = utcnow()
     try:
         with bulk.transaction(engine) as writer:
-            for table_name in ("volumes", "groups"):
-                part = plan[table_name]
-                written = 0
-                for chunk in part["sets"]:
-                    written += writer.update_set(table_name, chunk["values"], chunk["ids"])
-                    timer.say("apply", f"{table_name}: {written}/{part['count']} written")
-                partitions: dict[tuple[str, ...], list[tuple[list[str], list[list[Any]]]]] = {}
-                for chunk in part["rows"]:
-                    partitions.setdefault(tuple(chunk["columns"]), []).append((chunk["ids"], chunk["values"]))
-                for columns, chunks in partitions.items():
-                    timer.say("apply", f"{table_name}: writing {sum(len(ids) for ids, _ in chunks)} row(s) with"
-                                       f" distinct values ({', '.join(columns)})")
-                    written += writer.update_rows(table_name, list(columns), chunks)
-                    timer.say("apply", f"{table_name}: {written}/{part['count']} written")
-                if written != part["count"]:
-                    raise ConcurrentChange(
-                        f"{part['count'] - written} of the {table_name} to update changed (deleted?) while the driver"
-                        f" worked; rolled back, nothing was written"
-                    )
+            write_plan(writer, plan, lambda message: timer.say("apply", message))
             if keeper.lost or not journal.finish(
                 writer, lease.journal_id, lease.holder, state=journal.DONE, now=now,
                 after={"replication_status": status_after, "active_backend_id": backend_after},

@@ -6,7 +6,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import bench
 from ..engine import ENGINES
 from ..errors import UsageError
 from .errors import handled
@@ -23,12 +22,16 @@ def startup_command(
     db_url: Annotated[Optional[str], typer.Option("--db-url", help="A scratch Cinder database (default: a temporary SQLite file).")] = None,
     engine: Annotated[str, typer.Option("--engine", help="native, or reference (the pure-Python twin).")] = "native",
     chart: Annotated[Optional[str], typer.Option("--chart", help="Write a PNG chart of the phases here.")] = None,
+    memory: Annotated[bool, typer.Option("--memory", help="Sample the resident memory while the hook runs (JSON and chart).")] = False,
     output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
 ) -> None:
     """Seed volumes and groups, then time the startup hook end to end and by phase."""
     if engine not in ENGINES:
         raise UsageError(f"--engine {engine!r}: expected one of {', '.join(ENGINES)}")
-    result = bench.startup(volumes=volumes, groups=groups, db_url=db_url, engine_name=engine)
+    from .. import bench  # the hook and the database layer: not imported for --help
+
+    result = bench.startup(volumes=volumes, groups=groups, db_url=db_url, engine_name=engine,
+                           memory=memory)
     if chart:
         bench.write_chart(result, chart)
     if output is OutputFormat.json:
@@ -41,6 +44,10 @@ def startup_command(
         table.add_row(phase, f"{seconds:.3f}", f"{100 * seconds / result.total_s:.0f}%")
     table.add_row("total", f"{result.total_s:.3f}", f"{result.rows_per_s:,.0f} rows/s")
     out.print(table)
+    if result.memory is not None:
+        peaks = result.memory.peak_by_phase()
+        out.print("resident memory peak by phase (MiB): "
+                  + ", ".join(f"{phase} {rss / 2**20:,.0f}" for phase, rss in peaks.items()))
     machine = result.machine()
     out.print(f"machine: {machine['cpus']} CPUs, {machine['platform']}, Python {machine['python']};"
               f" seeding took {result.seed_s:.1f}s" + (f"; chart written to {chart}" if chart else ""))

@@ -5,13 +5,14 @@ soft delete, host matching with pools, LIKE wildcards matched literally.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..models import VOLUME_BINARY, ClusterRow, GroupRecord, ServiceRow, VolumeRecord
+from ..models import VOLUME_BINARY, ClusterRow, GroupRecord, Record, ServiceRow, VolumeRecord, record_type
 from .schema import clusters, groups, services, volumes
 
 _SERVICE_COLUMNS = [getattr(services.c, f) for f in ServiceRow.__dataclass_fields__]
@@ -115,14 +116,62 @@ def _owned_by(table: sa.Table, *, host: str | None, cluster_name: str | None) ->
     return host_matches(table.c.host, host)
 
 
+# Rows are fetched this many at a time (a server-side cursor where the
+# database has one), so that the driver's buffers never hold the whole table.
+LOAD_BATCH = 10_000
+
+
+_cursor_names = itertools.count(1)
+# Database drivers whose rows are read straight from their cursor: psycopg2
+# gives every column its Python type; sqlite3 gives timestamps as text and
+# booleans as integers, which the records convert when a column is read.
+_RAW_DRIVERS = ("psycopg2", "pysqlite")
+
+
+def _driver_batches(conn: Connection, query: sa.Select) -> Iterator[Sequence[Any]]:
+    """The rows of `query` as the database driver's tuples, LOAD_BATCH at a time,
+    without building SQLAlchemy rows (a third of the load on 100,000 volumes)."""
+    compiled = query.compile(dialect=conn.dialect)
+    raw = conn.connection.driver_connection
+    if conn.dialect.driver == "psycopg2":
+        cursor = raw.cursor(name=f"cinder_promote_load_{next(_cursor_names)}")  # server-side
+        cursor.itersize = LOAD_BATCH
+        cursor.execute(str(compiled), compiled.params)
+    else:  # sqlite3 steps through the result as rows are fetched
+        cursor = raw.cursor()
+        cursor.execute(str(compiled), [compiled.params[name] for name in compiled.positiontup or ()])
+    try:
+        while rows := cursor.fetchmany(LOAD_BATCH):
+            yield rows
+    finally:
+        cursor.close()
+
+
+def _load(conn: Connection, table: sa.Table, base: type[Record], host: str | None, cluster_name: str | None) -> list[Any]:
+    query = sa.select(table).where(_not_deleted(table), _owned_by(table, host=host, cluster_name=cluster_name))
+    query = query.order_by(table.c.id)
+    names = tuple(c.name for c in table.c)
+    dialect = conn.dialect
+    if dialect.driver in _RAW_DRIVERS:
+        stored = {c.name: p for c in table.c if (p := c.type.dialect_impl(dialect).result_processor(dialect, None))}
+        cls = record_type(base, names, stored)
+        batches = _driver_batches(conn, query)
+    else:  # SQLAlchemy's rows, streamed (a server-side cursor where the driver has one)
+        cls = record_type(base, names)
+        batches = conn.execution_options(stream_results=True, yield_per=LOAD_BATCH).execute(query).partitions()
+    records: list[Any] = []
+    for rows in batches:
+        records.extend(map(tuple.__new__, itertools.repeat(cls), rows))
+    return records
+
+
 def load_volumes(conn: Connection, *, host: str | None, cluster_name: str | None) -> list[VolumeRecord]:
-    query = sa.select(volumes).where(_not_deleted(volumes), _owned_by(volumes, host=host, cluster_name=cluster_name))
-    return [VolumeRecord(r) for r in conn.execute(query.order_by(volumes.c.id))]
+    """The backend's live volumes, by id, as records (see `models.Record`)."""
+    return _load(conn, volumes, VolumeRecord, host, cluster_name)
 
 
 def load_groups(conn: Connection, *, host: str | None, cluster_name: str | None) -> list[GroupRecord]:
-    query = sa.select(groups).where(_not_deleted(groups), _owned_by(groups, host=host, cluster_name=cluster_name))
-    return [GroupRecord(r) for r in conn.execute(query.order_by(groups.c.id))]
+    return _load(conn, groups, GroupRecord, host, cluster_name)
 
 
 def describe_ids(conn: Connection, table_name: str, ids: list[str]) -> dict[str, str]:

@@ -1,0 +1,164 @@
+"""The floor methods: the fastest known way of each database to write the
+same updates, written straight on the database driver (SERVERS.md, "Bulk-update
+floors"), without cinder-promote. Each `prepare_*` connects (not timed) and
+returns the function to time, which writes every row in one transaction and
+returns the number of rows written.
+
+Distinct values per row (`rows`: id, then one value per column):
+- SQLite: `UPDATE ... FROM (VALUES ...)` in chunks of the bind limit; and executemany.
+- PostgreSQL: asyncpg binary COPY into a temporary table, then one `UPDATE ... FROM`;
+  and `UPDATE ... FROM unnest($1::text[], ...)`.
+- MariaDB: a temporary table filled by multi-row INSERTs (PyMySQL's executemany
+  batches them), then one `UPDATE ... JOIN`.
+The same value for every row: one set-based UPDATE by host ("set-based"), and
+UPDATE ... WHERE id IN the named ids ("by-ids": chunks of the bind limit; on
+PostgreSQL one `id = ANY($1)` array), which is what the hook must do: it
+writes exactly the rows the driver named (SPEC section 5), not a host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+
+Rows = list[tuple[Any, ...]]
+Runner = Callable[[], int]
+
+HOST_WHERE = "deleted = {false} AND (host = '{host}' OR host LIKE '{host}#%')"
+
+
+def _sqlite_path(url: str) -> str:
+    return sa.engine.make_url(url).database or ""
+
+
+def prepare_sqlite(url: str, method: str, columns: list[str], rows: Rows, host: str, same: dict[str, str] | None = None) -> Runner:
+    conn = sqlite3.connect(_sqlite_path(url), isolation_level=None)
+    limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+
+    def run() -> int:
+        written = 0
+        try:
+            conn.execute("BEGIN")
+            if same is not None and method == "by-ids":
+                sets = ", ".join(f"{c} = ?" for c in same)
+                size = limit - len(same)
+                for start in range(0, len(rows), size):
+                    ids = [r[0] for r in rows[start:start + size]]
+                    written += conn.execute(f"UPDATE volumes SET {sets} WHERE deleted = 0 AND id IN"
+                                            f" ({', '.join('?' * len(ids))})", (*same.values(), *ids)).rowcount
+            elif same is not None:
+                sets = ", ".join(f"{c} = ?" for c in same)
+                written = conn.execute(f"UPDATE volumes SET {sets} WHERE " + HOST_WHERE.format(false=0, host=host),
+                                       tuple(same.values())).rowcount
+            elif method == "values":
+                size = limit // (len(columns) + 1)
+                sets = ", ".join(f"{c} = v.column{i + 2}" for i, c in enumerate(columns))
+                one = "(" + ", ".join("?" * (len(columns) + 1)) + ")"
+                for start in range(0, len(rows), size):
+                    chunk = rows[start:start + size]
+                    written += conn.execute(
+                        f"UPDATE volumes SET {sets} FROM (VALUES {', '.join([one] * len(chunk))}) AS v"
+                        f" WHERE volumes.id = v.column1 AND volumes.deleted = 0",
+                        tuple(itertools.chain.from_iterable(chunk))).rowcount
+            else:  # executemany
+                sets = ", ".join(f"{c} = ?" for c in columns)
+                conn.executemany(f"UPDATE volumes SET {sets} WHERE id = ? AND deleted = 0",
+                                 [(*r[1:], r[0]) for r in rows])
+                written = len(rows)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        return written
+
+    return run
+
+
+def prepare_postgresql(url: str, method: str, columns: list[str], rows: Rows, host: str, same: dict[str, str] | None = None) -> Runner:
+    import asyncpg
+
+    u = sa.engine.make_url(url)
+    loop = asyncio.new_event_loop()
+    conn = loop.run_until_complete(asyncpg.connect(host=u.host, port=u.port, user=u.username, password=u.password,
+                                                   database=u.database))
+
+    async def work() -> int:
+        async with conn.transaction():
+            if same is not None and method == "by-ids":
+                sets = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(same))
+                status = await conn.execute(f"UPDATE volumes SET {sets} WHERE id = ANY($1::varchar[]) AND deleted = false",
+                                            [r[0] for r in rows], *same.values())
+            elif same is not None:
+                sets = ", ".join(f"{c} = ${i + 1}" for i, c in enumerate(same))
+                status = await conn.execute(f"UPDATE volumes SET {sets} WHERE " + HOST_WHERE.format(false="false", host=host),
+                                            *same.values())
+            elif method == "copy":
+                await conn.execute(f"CREATE TEMP TABLE floor_rows (id varchar(36) PRIMARY KEY, "
+                                   f"{', '.join(f'{c} text' for c in columns)}) ON COMMIT DROP")
+                await conn.copy_records_to_table("floor_rows", records=rows, columns=["id", *columns])
+                await conn.execute("ANALYZE floor_rows")
+                sets = ", ".join(f"{c} = u.{c}" for c in columns)
+                status = await conn.execute(f"UPDATE volumes AS t SET {sets} FROM floor_rows AS u"
+                                            f" WHERE t.id = u.id AND t.deleted = false")
+            else:  # unnest
+                arrays = [list(col) for col in zip(*rows)]
+                names = ", ".join(["id", *columns])
+                unnest = ", ".join(f"${i + 1}::text[]" for i in range(len(arrays)))
+                sets = ", ".join(f"{c} = u.{c}" for c in columns)
+                status = await conn.execute(f"UPDATE volumes AS t SET {sets} FROM unnest({unnest}) AS u({names})"
+                                            f" WHERE t.id = u.id AND t.deleted = false", *arrays)
+        return int(status.split()[-1])
+
+    def run() -> int:
+        try:
+            return loop.run_until_complete(work())
+        finally:
+            loop.run_until_complete(conn.close())
+            loop.close()
+
+    return run
+
+
+def prepare_mysql(url: str, method: str, columns: list[str], rows: Rows, host: str, same: dict[str, str] | None = None) -> Runner:
+    import pymysql
+
+    u = sa.engine.make_url(url)
+    conn = pymysql.connect(host=u.host, port=u.port or 3306, user=u.username, password=u.password or "",
+                           database=u.database, charset="utf8mb4", autocommit=False)
+
+    def run() -> int:
+        try:
+            with conn.cursor() as cur:
+                if same is not None and method == "by-ids":
+                    sets = ", ".join(f"{c} = %s" for c in same)
+                    size, written = 65535 - len(same), 0
+                    for start in range(0, len(rows), size):
+                        ids = [r[0] for r in rows[start:start + size]]
+                        written += cur.execute(f"UPDATE volumes SET {sets} WHERE deleted = 0 AND id IN"
+                                               f" ({', '.join(['%s'] * len(ids))})", (*same.values(), *ids))
+                elif same is not None:
+                    sets = ", ".join(f"{c} = %s" for c in same)
+                    where = HOST_WHERE.format(false=0, host=host).replace("%", "%%")
+                    written = cur.execute(f"UPDATE volumes SET {sets} WHERE {where}", tuple(same.values()))
+                else:  # temp-table
+                    cols = ", ".join(["id", *columns])
+                    cur.execute(f"CREATE TEMPORARY TABLE floor_rows (PRIMARY KEY (id)) SELECT {cols} FROM volumes WHERE 1 = 0")
+                    cur.executemany(f"INSERT INTO floor_rows ({cols}) VALUES ({', '.join(['%s'] * (len(columns) + 1))})", rows)
+                    sets = ", ".join(f"t.{c} = u.{c}" for c in columns)
+                    written = cur.execute(f"UPDATE volumes t JOIN floor_rows u ON t.id = u.id SET {sets} WHERE t.deleted = 0")
+                    cur.execute("DROP TEMPORARY TABLE floor_rows")
+            conn.commit()
+            return int(written)
+        finally:
+            conn.close()
+
+    return run
+
+
+PREPARE = {"sqlite": prepare_sqlite, "postgresql": prepare_postgresql, "mysql": prepare_mysql}
+METHODS = {"sqlite": ["values", "executemany"], "postgresql": ["copy", "unnest"], "mysql": ["temp-table"]}
+SAME_METHODS = ["set-based", "by-ids"]

@@ -1,0 +1,92 @@
+"""The write phase against each database's floor method, on the same data in
+the same run: 100,000 volumes, a fresh copy of the seeded database and new
+values in every round (floors.py says why and what the floors are).
+
+- distinct: every row its own values (replication_status, a distinct
+  replication_driver_data and replication_extended_status), as the reference
+  driver answers after a promotion: the hook's column-wise path.
+- same: one update for every row: the hook's set-based path by id chunks,
+  against one UPDATE by host and against the same UPDATE by the named ids.
+
+"ours" is exactly the hook's write phase (`hook.write_plan` in
+`bulk.transaction`, PostgreSQL's asyncpg connection included) on the plan
+the planner made of that answer. Target (issue 4): within 1.5x the floor.
+"""
+
+from __future__ import annotations
+
+import floors
+import pytest
+import rig
+
+from cinder_promote import engine as core
+from cinder_promote import hook
+from cinder_promote.db import bulk
+from cinder_promote.db.connect import open_engine
+from cinder_promote.drivers.bulk import same_for_all
+
+VOLUMES = 100_000
+ROUNDS = 5
+COLUMNS = ["replication_status", "replication_driver_data", "replication_extended_status"]
+
+CASES = []
+for _dialect in rig.DIALECTS:
+    for _case in ("distinct", "same"):
+        for _method in ["ours", *(floors.METHODS[_dialect] if _case == "distinct" else floors.SAME_METHODS)]:
+            CASES.append(pytest.param(_dialect, _case, _method, id=f"{rig.LABELS[_dialect]}-{_case}-{_method}"))
+
+_ids: dict[str, list[str]] = {}
+
+
+def _data(database: rig.Seeded, case: str) -> tuple[list[tuple], dict[str, str] | None]:
+    if database.url not in _ids:
+        _ids[database.url] = rig.volume_ids(database.url)
+    tag = rig.new_tag()
+    ids = _ids[database.url]
+    if case == "same":
+        return [(i,) for i in ids], {"replication_status": "enabled", "replication_extended_status": f"shared ({tag})"}
+    return [(i, "enabled", f"backend-c:pair-{i}-{tag}", f"replicating to backend-c ({tag})") for i in ids], None
+
+
+def prepare_ours(url: str, rows: list[tuple], same: dict[str, str] | None):
+    engine = open_engine(url)
+    ids = [r[0] for r in rows]
+    if same is not None:
+        answer = same_for_all(ids, **same)
+    else:
+        answer = [{"volume_id": r[0], "updates": dict(zip(COLUMNS, r[1:]))} for r in rows]
+    plan = core.plan_updates(None, answer, [], dict.fromkeys(ids, "available"), {}, bulk.max_params(engine),
+                             hook.MIN_GROUP)
+
+    def run() -> int:
+        try:
+            with bulk.transaction(engine) as writer:
+                hook.write_plan(writer, plan)
+        finally:
+            engine.dispose()
+        return plan["volumes"]["count"]
+
+    return run
+
+
+@pytest.mark.parametrize(("dialect", "case", "method"), CASES)
+def test_write(benchmark, seeded, dialect, case, method):
+    database = seeded(dialect, rig.scaled(VOLUMES), 0)
+    n = database.volumes
+    written = []
+
+    def setup():
+        url = database.fresh()
+        rows, same = _data(database, case)
+        if method == "ours":
+            return (prepare_ours(url, rows, same),), {}
+        return (floors.PREPARE[dialect](url, method, COLUMNS, rows, rig.HOST, same),), {}
+
+    def run(runner):
+        written.append(runner())
+
+    benchmark.group = f"write {case} {rig.LABELS[dialect]}"
+    benchmark.extra_info.update({"kind": "write", "dialect": dialect, "case": case, "method": method, "rows": n})
+    benchmark.pedantic(run, setup=setup, rounds=ROUNDS)
+    database.drop_copies()
+    assert written and all(w == n for w in written), written
