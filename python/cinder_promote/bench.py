@@ -231,6 +231,10 @@ def write_chart(result: BenchResult, path: str) -> None:
     plt.close(fig)
 
 
+PHASE_COLORS = {"start": "tab:gray", "fence": "black", "load": "tab:blue", "driver": "tab:orange",
+                "plan": "tab:green", "apply": "tab:red", "done": "tab:purple"}
+
+
 def plot_memory(ax: Any, samples: list[tuple[float, int, str]]) -> None:
     """The resident memory over time, one colour per phase of the hook."""
     by_phase: dict[str, list[tuple[float, float]]] = {}
@@ -242,7 +246,8 @@ def plot_memory(ax: Any, samples: list[tuple[float, int, str]]) -> None:
         points.append((t, rss / 2**20))
         previous = (t, rss, phase)
     for phase, points in by_phase.items():
-        ax.plot([p[0] for p in points], [p[1] for p in points], label=phase, linewidth=1.5)
+        ax.plot([p[0] for p in points], [p[1] for p in points], label=phase, linewidth=1.5,
+                color=PHASE_COLORS.get(phase, "tab:gray"))
     ax.set_xlabel("seconds since the hook started")
     ax.set_ylabel("resident memory (MiB)")
     ax.legend(fontsize=8, ncol=4)

@@ -133,6 +133,7 @@ def _driver_batches(conn: Connection, query: sa.Select) -> Iterator[Sequence[Any
     without building SQLAlchemy rows (a third of the load on 100,000 volumes)."""
     compiled = query.compile(dialect=conn.dialect)
     raw = conn.connection.driver_connection
+    assert raw is not None
     if conn.dialect.driver == "psycopg2":
         cursor = raw.cursor(name=f"cinder_promote_load_{next(_cursor_names)}")  # server-side
         cursor.itersize = LOAD_BATCH
