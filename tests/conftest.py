@@ -21,10 +21,12 @@ from cinder_promote import engine as core
 from cinder_promote.cli import app
 
 sys.path.insert(0, str(Path(__file__).parent))
-from support import cinder_schema  # noqa: E402
+from support import cinder_schema, galera  # noqa: E402
 
-SERVER_ENV = {"postgresql": cinder_schema.PG_URL_ENV, "mysql": cinder_schema.MYSQL_URL_ENV}
+SERVER_ENV = {"postgresql": cinder_schema.PG_URL_ENV, "mysql": cinder_schema.MYSQL_URL_ENV, "galera": galera.URLS_ENV}
 ALL_DIALECTS = ("sqlite", "postgresql", "mysql")
+# "galera" is not among them: the modules that run on the Galera cluster too say so.
+WITH_GALERA = (*ALL_DIALECTS, "galera")
 
 
 def _server_available(dialect: str) -> bool:
@@ -52,7 +54,10 @@ def _factory(factories: dict, dialect: str, cache: Path) -> cinder_schema.Schema
             pytest.fail(f"{SERVER_ENV[dialect]} is not set: .ci/run must start the servers (scripts/servers start)")
         pytest.skip(f"no {dialect} server: run `eval \"$(scripts/servers start)\"` (make test does)")
     if dialect not in factories:
-        factories[dialect] = cinder_schema.make_factory(dialect, cache / dialect)
+        if dialect == "galera":  # built through node 1, replicated to the others
+            factories[dialect] = cinder_schema.make_factory("mysql", cache / dialect, admin_url=galera.node_urls()[0])
+        else:
+            factories[dialect] = cinder_schema.make_factory(dialect, cache / dialect)
     return factories[dialect]
 
 
@@ -63,8 +68,13 @@ def dialect(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def cinder_url(dialect: str, factories: dict, schema_cache: Path) -> str:
-    """A fresh database with Cinder 29.0.0's schema, built by cinder-manage db sync."""
-    return _factory(factories, dialect, schema_cache).new_database()
+    """A fresh database with Cinder 29.0.0's schema, built by cinder-manage db sync.
+
+    On Galera, the URL goes through node 2 while `db` (the test's own reads and
+    writes) goes through node 1: what the code under test does crosses nodes.
+    """
+    url = _factory(factories, dialect, schema_cache).new_database()
+    return galera.on_node(url, 2) if dialect == "galera" else url
 
 
 @pytest.fixture
@@ -79,8 +89,8 @@ def empty_url(dialect: str, factories: dict, schema_cache: Path) -> str:
 
 
 @pytest.fixture
-def db(cinder_url: str) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(cinder_url)
+def db(cinder_url: str, dialect: str) -> Iterator[sa.Engine]:
+    engine = galera.engine_on(cinder_url, 1) if dialect == "galera" else sa.create_engine(cinder_url)
     yield engine
     engine.dispose()
 

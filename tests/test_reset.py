@@ -1,4 +1,6 @@
-"""reset-active-backend on real Cinder databases (SQLite, PostgreSQL, MariaDB)."""
+"""reset-active-backend on real Cinder databases (SQLite, PostgreSQL, MariaDB,
+and the 3-node Galera cluster: there the command writes through node 2 while
+the test sets up and checks through node 1)."""
 
 from __future__ import annotations
 
@@ -7,11 +9,16 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import snapshot
+from conftest import WITH_GALERA, snapshot
 from scenario import cluster, journal, row, running_service, stopped_service
 
 from cinder_promote.db import seed
 from cinder_promote.models import utcnow
+
+
+@pytest.fixture(params=WITH_GALERA)
+def dialect(request: pytest.FixtureRequest) -> str:
+    return request.param
 
 
 def reset(cli, url, *args):

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Connection, Engine
 
 from .db import journal, queries
-from .db.connect import lost_race, private_engine
+from .db.connect import RACE_ATTEMPTS, lost_race, private_engine, race_backoff
 from .engine import FENCE_STATUS
 from .errors import Refused
 from .models import utcnow
@@ -113,18 +113,28 @@ def _status_row(conn: Connection, target: Target):
     return rows[0]
 
 
-def acquire(engine: Engine, target: Target, *, holder: str, lease_seconds: float, attempts: int = 5) -> Lease | Busy:
-    """Take the fence on `target`, take over a stale one, or report the live one."""
+def acquire(engine: Engine, target: Target, *, holder: str, lease_seconds: float,
+            attempts: int = RACE_ATTEMPTS) -> Lease | Busy:
+    """Take the fence on `target`, take over a stale one, or report the live one.
+
+    A compare-and-swap counts only once its COMMIT succeeded: on Galera the
+    loser's UPDATE usually matches its row and fails at COMMIT (or at the next
+    statement) with a certification failure. A lost race, found either way,
+    means: read the fence again, after a short backoff.
+    """
     journal.ensure_table(engine)
-    for _ in range(attempts):
+    for attempt in range(attempts):
         try:
             outcome = _try_acquire(engine, target, holder, lease_seconds)
         except Exception as exc:
-            if not lost_race(exc):  # a Galera certification failure or deadlock: read again
+            if not lost_race(exc):
                 raise
+            LOG.info("taking the fence on %s lost a race (%s); reading it again", target.label,
+                     getattr(exc, "orig", exc))
             outcome = None
         if outcome is not None:
             return outcome
+        time.sleep(race_backoff(attempt))
     raise Refused(f"could not take the fence on {target.label}: it kept changing under us; nothing was written")
 
 

@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from . import engine as core
 from .db import bulk, journal, queries
-from .db.connect import lost_race
-from .errors import CinderPromoteError, ConcurrentChange, DriverAnswerError, HookFailed
+from .db.connect import database_message, lost_race, retry_lost_races
+from .errors import CinderPromoteError, ConcurrentChange, DatabaseUnavailable, DriverAnswerError, HookFailed
 from .fence import OPERATION, Busy, Lease, LeaseKeeper, acquire, wait_until_released
 from .models import utcnow
 from .target import Target, resolve
@@ -151,16 +152,22 @@ def update_host_replication(
             _work(engine, hook, lease, target, context, timer, result, keeper)
     except BaseException as exc:
         # Guarded by the journal entry: a fence taken over meanwhile is left to its new holder.
-        _release_on_failure(engine, lease, exc)
+        released = _release_on_failure(engine, lease, exc)
+        fence_note = (f"the fence was released to 'error' (journal {lease.journal_id})" if released else
+                      f"the fence could not be released: it stays until its lease expires (journal {lease.journal_id})")
         if isinstance(exc, CinderPromoteError) and not isinstance(exc, DriverAnswerError):
             raise
         if isinstance(exc, DriverAnswerError):
-            raise HookFailed(f"{target.label}: {exc.message}; the fence was released to 'error'"
-                             f" (journal {lease.journal_id})", details=exc.details) from exc
+            raise HookFailed(f"{target.label}: {exc.message}; {fence_note}", details=exc.details) from exc
+        if isinstance(exc, DBAPIError):
+            raise DatabaseUnavailable(
+                f"{target.label}: database error: {database_message(engine, exc)}; rolled back, nothing of the"
+                f" driver's answer was written; {fence_note}"
+            ) from exc
         if isinstance(exc, Exception):
             raise HookFailed(
                 f"{target.label}: the driver's {HOOK_METHOD}() raised {type(exc).__name__}: {exc}; nothing was"
-                f" written, the fence was released to 'error' (journal {lease.journal_id})"
+                f" written, {fence_note}"
             ) from exc
         raise
     result.outcome = "done"
@@ -265,8 +272,8 @@ def write_plan(writer: bulk.Writer, plan: dict[str, Any], say: Callable[[str], N
 
 def _apply(engine: Engine, plan: dict[str, Any], lease: Lease, target: Target, status_after: str | None,
            backend_after: str | None, timer: _Timer, keeper: LeaseKeeper) -> None:
-    now = utcnow()
-    try:
+    def write() -> None:
+        now = utcnow()
         with bulk.transaction(engine) as writer:
             write_plan(writer, plan, lambda message: timer.say("apply", message))
             if keeper.lost or not journal.finish(
@@ -285,23 +292,33 @@ def _apply(engine: Engine, plan: dict[str, Any], lease: Lease, target: Target, s
             if target.cluster is not None:
                 queries.update_members(writer, target.cluster.name, values)
             timer.say("apply", "committing")
-    except ConcurrentChange:
-        raise
+
+    try:
+        # All or nothing, so a write that lost a race (a deadlock, or a Galera
+        # certification failure at COMMIT) is simply written again from the plan.
+        retry_lost_races(write, f"the write of {target.label}")
     except Exception as exc:
         if lost_race(exc):
             raise ConcurrentChange(f"another writer changed {target.label} while committing; rolled back") from exc
         raise
 
 
-def _release_on_failure(engine: Engine, lease: Lease, exc: BaseException) -> None:
-    """Release the fence to `error` and journal why, if the fence is still ours."""
+def _release_on_failure(engine: Engine, lease: Lease, exc: BaseException) -> bool:
+    """Release the fence to `error` and journal why, if the fence is still ours; True when released."""
     reason = exc.message if isinstance(exc, CinderPromoteError) else f"{type(exc).__name__}: {exc}"
     if isinstance(exc, CinderPromoteError) and exc.details:
         reason += "\n" + "\n".join(exc.details)
-    try:
+
+    def release() -> bool:
         with engine.begin() as conn:
-            if journal.finish(conn, lease.journal_id, lease.holder, state=journal.FAILED, now=utcnow(), error=reason):
-                queries.set_replication(conn, lease.table, lease.row_id, expected_status=core.FENCE_STATUS,
-                                        values={"replication_status": "error"})
+            if not journal.finish(conn, lease.journal_id, lease.holder, state=journal.FAILED, now=utcnow(),
+                                  error=reason):
+                return False
+            return queries.set_replication(conn, lease.table, lease.row_id, expected_status=core.FENCE_STATUS,
+                                           values={"replication_status": "error"})
+
+    try:
+        return retry_lost_races(release, f"the release of the fence on {lease.target.label}")
     except Exception:  # noqa: BLE001 - the original failure matters more; the lease expires anyway
         LOG.exception("could not release the fence of journal %s to 'error'", lease.journal_id)
+        return False

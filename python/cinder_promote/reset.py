@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from . import engine as core
 from .db import journal, queries
-from .db.connect import lost_race
+from .db.connect import lost_race, retry_lost_races
 from .errors import ConcurrentChange, InvalidValue, Refused, UsageError
 from .fence import Fence, fence_on
 from .models import ClusterRow, ServiceRow, utcnow
@@ -178,7 +178,8 @@ def reset_active_backend(engine: Engine, request: ResetRequest, *, service_down_
     if request.dry_run:
         return ResetResult(target, True, False, None, rows, f"dry run: {target.label} would be reset; nothing was written")
     journal.ensure_table(engine)
-    try:
+
+    def write() -> int:
         with engine.begin() as conn:
             for row in rows:
                 if row.changed and not queries.compare_and_swap(conn, row.table, row.id, row.expected, row.after):
@@ -195,12 +196,18 @@ def reset_active_backend(engine: Engine, request: ResetRequest, *, service_down_
                     )
             if fence is not None:
                 journal.mark_taken_over(conn, list(fence.journal_ids), now, f"stale fence cleared by {OPERATION}")
-            journal_id = journal.insert(
+            return journal.insert(
                 conn, now=now, operation=OPERATION, target_kind=target.kind, target=target.name,
                 state=journal.DONE, holder=holder_name(), status_before=status_row.replication_status,
                 before=[_journal_row(r, "before") for r in rows], after=[_journal_row(r, "after") for r in rows],
                 counts={"clusters": int(target.cluster is not None), "services": len(target.services)},
             )
+
+    try:
+        # Like Cinder's conditional_update under oslo.db's deadlock retry: the same
+        # compare-and-swap is tried again; once the winner's commit is visible it
+        # matches no row and we report the change.
+        journal_id = retry_lost_races(write, f"the reset of {target.label}")
     except Exception as exc:
         if lost_race(exc):
             raise ConcurrentChange(

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from .db import journal, queries
-from .db.connect import lost_race
+from .db.connect import lost_race, retry_lost_races
 from .errors import ConcurrentChange, Refused, TargetNotFound
 from .models import ClusterRow, ServiceRow, utcnow
 from .reset import OPERATION as RESET, ResetResult, RowChange, holder_name
@@ -70,19 +70,23 @@ def undo(engine: Engine, journal_id: int, *, service_down_time: int, dry_run: bo
     if dry_run:
         return ResetResult(target, True, False, None, rows, f"dry run: journal {journal_id} would be undone",
                            operation=OPERATION)
-    try:
+
+    def write() -> int:
         with engine.begin() as conn:
             for r in rows:
                 if not queries.compare_and_swap(conn, r.table, r.id, r.expected, r.after):
                     raise ConcurrentChange(f"{r.table[:-1]} {r.name!r} (id {r.id}) changed while undoing;"
                                            " rolled back, nothing was written")
-            new_id = journal.insert(
+            return journal.insert(
                 conn, now=now, operation=OPERATION, target_kind=entry.target_kind, target=entry.target,
                 state=journal.DONE, holder=holder_name(), undo_of=journal_id,
                 before=[{"table": r.table, "id": r.id, "name": r.name, "values": r.before} for r in rows],
                 after=[{"table": r.table, "id": r.id, "name": r.name, "values": r.after} for r in rows],
                 counts={"rows": len(rows)},
             )
+
+    try:
+        new_id = retry_lost_races(write, f"the undo of journal {journal_id}")
     except Exception as exc:
         if lost_race(exc):
             raise ConcurrentChange(f"another writer changed {target.label} while undoing; nothing was written") from exc

@@ -8,9 +8,13 @@ appears in it.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
@@ -18,6 +22,9 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 
 from ..errors import ConfigError, DatabaseUnavailable
 from .schema import CINDER_TABLES
+
+LOG = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def parse_url(raw: str) -> URL:
@@ -80,7 +87,7 @@ def open_engine(raw_url: str, *, require_cinder: bool = True) -> Engine:
             # sqlite3 would create an empty file and we would then call it "not Cinder's".
             raise DatabaseUnavailable(f"cannot open database {shown}: the file {path} does not exist")
     try:
-        engine = sa.create_engine(url, **_engine_options(url))
+        engine = _create_engine(url)
     except (NoSuchModuleError, ImportError) as exc:
         raise ConfigError(f"cannot use database {shown}: no driver for {url.drivername!r} ({_one_line(exc)})") from None
     except ArgumentError as exc:
@@ -108,7 +115,31 @@ def private_engine(engine: Engine) -> Engine:
     """
     if engine.url.get_backend_name() == "sqlite" and engine.url.database in (None, "", ":memory:"):
         return engine
-    return sa.create_engine(engine.url, poolclass=sa.pool.NullPool, **_engine_options(engine.url))
+    return _create_engine(engine.url, poolclass=sa.pool.NullPool)
+
+
+def _create_engine(url: URL, **options) -> Engine:
+    engine = sa.create_engine(url, **_engine_options(url), **options)
+    if url.get_backend_name() == "mysql":
+        sa.event.listen(engine, "connect", _causal_reads_on_galera)
+    return engine
+
+
+def _causal_reads_on_galera(dbapi_connection, _record) -> None:
+    """On a Galera node, make every read of the session wait for what the cluster committed.
+
+    Otherwise a read through one node can miss a commit made through another a
+    moment ago (SERVERS.md), and a compare-and-swap would start from stale rows.
+    """
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SELECT @@wsrep_on")
+        if str(cursor.fetchone()[0]).upper() in ("1", "ON"):
+            cursor.execute("SET SESSION wsrep_sync_wait = 1")
+    except Exception:  # noqa: BLE001 - a MySQL without wsrep variables: nothing to do
+        pass
+    finally:
+        cursor.close()
 
 
 # Errors that mean "another transaction got there first": MySQL/Galera deadlock
@@ -130,13 +161,44 @@ def lost_race(exc: BaseException) -> bool:
     return "database is locked" in str(orig)
 
 
+# Retries of a transaction that lost a race, shaped like oslo.db's wrap_db_retry
+# (which Cinder puts on its writes): bounded, exponential backoff with jitter, a cap.
+RACE_ATTEMPTS = 5
+_FIRST_DELAY, _MAX_DELAY = 0.05, 1.0
+
+
+def race_backoff(attempt: int) -> float:
+    """Seconds to wait before attempt `attempt + 1` (attempt counts from 0)."""
+    return min(_MAX_DELAY, _FIRST_DELAY * 2 ** attempt) * random.uniform(0.5, 1.0)
+
+
+def retry_lost_races(work: Callable[[], T], what: str, attempts: int = RACE_ATTEMPTS) -> T:
+    """Run `work` (one whole transaction) again while it loses races, at most `attempts` times.
+
+    A lost race is a deadlock, a lock wait timeout or a Galera certification
+    failure, raised by any statement or by COMMIT: the transaction was rolled
+    back, so running it again from the start is safe. The last failure is raised.
+    """
+    for attempt in range(attempts):
+        try:
+            return work()
+        except Exception as exc:
+            if not lost_race(exc) or attempt == attempts - 1:
+                raise
+            LOG.info("%s lost a race (%s); retrying", what, _one_line(exc))
+            time.sleep(race_backoff(attempt))
+    raise AssertionError("unreachable")
+
+
 @contextmanager
 def database_errors(engine: Engine) -> Iterator[None]:
     """Turn a database failure in the middle of work into a one-line `DatabaseUnavailable`."""
     try:
         yield
     except DBAPIError as exc:
-        raw = engine.url.render_as_string(hide_password=False)
-        raise DatabaseUnavailable(
-            f"database error on {masked(engine.url)}: {mask_text(_one_line(exc), raw)}"
-        ) from exc
+        raise DatabaseUnavailable(f"database error on {masked(engine.url)}: {database_message(engine, exc)}") from exc
+
+
+def database_message(engine: Engine, exc: BaseException) -> str:
+    """The first line of a database error, without the password of `engine`'s URL."""
+    return mask_text(_one_line(exc), engine.url.render_as_string(hide_password=False))
