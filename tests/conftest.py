@@ -78,6 +78,12 @@ def cinder_url(dialect: str, factories: dict, schema_cache: Path) -> str:
 
 
 @pytest.fixture
+def galera_url(factories: dict, schema_cache: Path) -> str:
+    """A fresh Cinder database on the Galera cluster, through node 1 (`galera.on_node` for the others)."""
+    return _factory(factories, "galera", schema_cache).new_database()
+
+
+@pytest.fixture
 def sqlite_url(factories: dict, schema_cache: Path) -> str:
     return _factory(factories, "sqlite", schema_cache).new_database()
 

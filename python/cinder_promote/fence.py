@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Connection, Engine
 
 from .db import journal, queries
-from .db.connect import RACE_ATTEMPTS, lost_race, private_engine, race_backoff
+from .db.connect import RACE_ATTEMPTS, database_message, lost_race, private_engine, race_backoff
 from .engine import FENCE_STATUS
 from .errors import Refused
 from .models import utcnow
@@ -250,8 +250,10 @@ class LeaseKeeper:
                                          now + timedelta(seconds=self._lease.lease_seconds), now):
                         self.lost = True
                         return
-            except Exception:  # noqa: BLE001 - a failed renewal is retried; expiry is the safety net
-                LOG.warning("could not renew the lease of journal %s", self._lease.journal_id, exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - a failed renewal is retried; expiry is the safety net
+                LOG.warning("could not renew the lease of journal %s: %s", self._lease.journal_id,
+                            database_message(self._engine, exc))
+                LOG.debug("the renewal failed with", exc_info=True)
 
 
 def _native_threading():

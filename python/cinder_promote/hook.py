@@ -319,6 +319,8 @@ def _release_on_failure(engine: Engine, lease: Lease, exc: BaseException) -> boo
 
     try:
         return retry_lost_races(release, f"the release of the fence on {lease.target.label}")
-    except Exception:  # noqa: BLE001 - the original failure matters more; the lease expires anyway
-        LOG.exception("could not release the fence of journal %s to 'error'", lease.journal_id)
+    except Exception as release_error:  # noqa: BLE001 - the original failure matters more; the lease expires anyway
+        LOG.warning("could not release the fence of journal %s to 'error': %s", lease.journal_id,
+                    database_message(engine, release_error))
+        LOG.debug("the release failed with", exc_info=True)
         return False

@@ -15,6 +15,7 @@ so the caller's code stays synchronous and runs the same on every database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -114,14 +115,20 @@ class Writer:
         # CREATE ... SELECT copies the column types and collations, so the join uses volumes' primary key;
         # CREATE/DROP TEMPORARY TABLE do not commit the transaction on MySQL.
         self._execute(("raw", f"CREATE TEMPORARY TABLE {temp} (PRIMARY KEY (id)) SELECT {cols} FROM {table_name} WHERE 1 = 0", ()))
+        drop = ("raw", f"DROP TEMPORARY TABLE IF EXISTS {temp}", ())
         try:
             insert = f"INSERT INTO {temp} ({cols}) VALUES ({', '.join(['%s'] * (len(columns) + 1))})"
             for ids, values in chunks:
                 self._execute(("many", insert, list(zip(ids, *values))))
             sets = ", ".join(f"t.{c} = u.{c}" for c in columns)
-            return self._execute(("raw", f"UPDATE {table_name} t JOIN {temp} u ON t.id = u.id SET {sets} WHERE t.deleted = 0", ())).rowcount
-        finally:
-            self._execute(("raw", f"DROP TEMPORARY TABLE IF EXISTS {temp}", ()))
+            written = self._execute(("raw", f"UPDATE {table_name} t JOIN {temp} u ON t.id = u.id SET {sets} WHERE t.deleted = 0", ())).rowcount
+        except BaseException:
+            # The connection may be gone (a killed server): the first error is the one to report.
+            with contextlib.suppress(Exception):
+                self._execute(drop)
+            raise
+        self._execute(drop)
+        return written
 
     def _rows_by_copy(self, table_name: str, columns: list[str], chunks: Sequence[tuple[list[str], list[list[Any]]]]) -> int:
         temp = f"cinder_promote_rows_{next(_temp_names)}"
