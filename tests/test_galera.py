@@ -280,3 +280,75 @@ def test_node_killed_while_the_hook_writes(galera_url):
     assert _statuses(rejoined) == {"enabled": 30000}, "the killed node rejoined with the cluster's state"
     rejoined.dispose()
     db.dispose()
+
+
+def _conflict_at_commit(galera_url: str, volume_id: str, times: int):
+    """A progress callback that, just before the hook's COMMIT on node 2, commits a change of one of its
+    volumes through node 1 (`times` times at most): Galera then refuses the hook's COMMIT (error 1213)."""
+    other = galera.engine_on(galera_url, 1)
+    done = []
+
+    def progress(phase: str, message: str) -> None:
+        if message == "committing" and len(done) < times:
+            with other.begin() as conn:
+                conn.execute(sa.text("UPDATE volumes SET replication_extended_status = :v WHERE id = :id"),
+                             {"v": f"conflict-{len(done)}", "id": volume_id})
+            done.append(volume_id)
+
+    return progress, done, other
+
+
+def _service_with_volumes(galera_url: str, count: int) -> tuple[sa.Engine, int, list[str]]:
+    db = galera.engine_on(galera_url, 1)
+    sid = stopped_service(db, "node-b@be", replication_status="enabled", active_backend_id=None)
+    with db.begin() as conn:
+        seed.add_volumes(conn, (seed.volume_row(f"node-b@be#p{i % 3}", replication_status="failed-over")
+                                for i in range(count)))
+        ids = conn.execute(sa.text("SELECT id FROM volumes ORDER BY id")).scalars().all()
+    return db, sid, list(ids)
+
+
+def test_hook_write_refused_at_commit_is_written_again(galera_url, caplog):
+    from hook_drivers import DistinctDriver
+
+    from cinder_promote.hook import update_host_replication
+
+    caplog.set_level(logging.INFO, logger="cinder_promote")
+    db, sid, ids = _service_with_volumes(galera_url, 3000)
+    progress, conflicts, other = _conflict_at_commit(galera_url, ids[0], times=1)
+    engine = open_engine(galera.on_node(galera_url, 2))
+    try:
+        result = update_host_replication(engine, DistinctDriver(), host="node-b@be", progress=progress)
+    finally:
+        engine.dispose()
+        other.dispose()
+    assert conflicts == [ids[0]], "the conflicting commit happened"
+    assert any("the write of service 'node-b@be' lost a race" in r.getMessage() for r in caplog.records)
+    assert result.outcome == "done" and result.volumes_updated == 3000
+    assert _statuses(db) == {"enabled": 3000}, "the second attempt wrote everything"
+    assert row(db, "services", sid)["replication_status"] == "enabled"
+    assert [e["state"] for e in journal(db)] == ["done"]
+    db.dispose()
+
+
+def test_hook_write_refused_at_every_commit_writes_nothing(galera_url):
+    from hook_drivers import DistinctDriver
+
+    from cinder_promote.db.connect import RACE_ATTEMPTS
+    from cinder_promote.hook import update_host_replication
+
+    db, sid, ids = _service_with_volumes(galera_url, 300)
+    progress, conflicts, other = _conflict_at_commit(galera_url, ids[0], times=RACE_ATTEMPTS)
+    engine = open_engine(galera.on_node(galera_url, 2))
+    try:
+        with pytest.raises(ConcurrentChange, match="while committing; rolled back"):
+            update_host_replication(engine, DistinctDriver(), host="node-b@be", progress=progress)
+    finally:
+        engine.dispose()
+        other.dispose()
+    assert len(conflicts) == RACE_ATTEMPTS, "every attempt was refused at COMMIT"
+    assert _statuses(db) == {"failed-over": 300}, "nothing of the driver's answer was written"
+    assert row(db, "services", sid)["replication_status"] == "error", "the fence was released to 'error'"
+    [entry] = journal(db)
+    assert entry["state"] == "failed" and "while committing" in entry["error"]
+    db.dispose()
