@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import socket
 
+import asyncpg
 import pytest
 from support.cinder_schema import url_with_credentials
 
-from cinder_promote.db.connect import lost_race
+from cinder_promote.db.connect import is_database_error, lost_race
 
 
 def _closed_port() -> int:
@@ -80,3 +81,9 @@ def test_password_stays_hidden_with_debug(cli):
 
 def test_lost_race_only_for_lock_errors():
     assert not lost_race(ValueError("x"))
+    assert not lost_race(asyncpg.exceptions.UniqueViolationError("duplicate key"))
+    # asyncpg's own errors reach us from the COPY path, outside SQLAlchemy.
+    assert lost_race(asyncpg.exceptions.DeadlockDetectedError("deadlock detected"))
+    assert lost_race(asyncpg.exceptions.SerializationError("could not serialize access"))
+    assert is_database_error(asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"))
+    assert not is_database_error(TypeError("a bug of ours"))

@@ -28,11 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
 
 from . import engine as core
 from .db import bulk, journal, queries
-from .db.connect import database_message, lost_race, retry_lost_races
+from .db.connect import database_message, is_database_error, lost_race, retry_lost_races
 from .errors import CinderPromoteError, ConcurrentChange, DatabaseUnavailable, DriverAnswerError, HookFailed
 from .fence import OPERATION, Busy, Lease, LeaseKeeper, acquire, wait_until_released
 from .models import utcnow
@@ -159,7 +158,7 @@ def update_host_replication(
             raise
         if isinstance(exc, DriverAnswerError):
             raise HookFailed(f"{target.label}: {exc.message}; {fence_note}", details=exc.details) from exc
-        if isinstance(exc, DBAPIError):
+        if is_database_error(exc):
             raise DatabaseUnavailable(
                 f"{target.label}: database error: {database_message(engine, exc)}; rolled back, nothing of the"
                 f" driver's answer was written; {fence_note}"
@@ -184,7 +183,8 @@ def _work(engine: Engine, hook: Callable[..., Any], lease: Lease, target: Target
         volumes = queries.load_volumes(conn, host=host, cluster_name=cluster_name)
         groups = queries.load_groups(conn, host=host, cluster_name=cluster_name)
     result.volumes_loaded, result.groups_loaded = len(volumes), len(groups)
-    with timer.phase("driver", f"calling the driver with {len(volumes)} volume(s) and {len(groups)} group(s)"):
+    with (timer.phase("driver", f"calling the driver with {len(volumes)} volume(s) and {len(groups)} group(s)"),
+          queries.records_spared_by_collector()):
         answer = hook(context, lease.status_before, lease.active_backend_id, volumes, groups)
     with timer.phase("plan", "validating and planning the driver's answer"):
         service_update, volume_updates, group_updates = _unpack(answer)

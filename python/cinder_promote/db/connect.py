@@ -12,8 +12,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TypeVar
 
 import sqlalchemy as sa
@@ -149,10 +148,15 @@ _MYSQL_RACE_CODES = {1205, 1213}
 _PG_RACE_STATES = {"40001", "40P01"}
 
 
+def is_database_error(exc: BaseException) -> bool:
+    """An error of the database or of its connection: SQLAlchemy's, or asyncpg's on the COPY path."""
+    return isinstance(exc, DBAPIError) or type(exc).__module__.startswith("asyncpg")
+
+
 def lost_race(exc: BaseException) -> bool:
-    if not isinstance(exc, DBAPIError):
+    if not is_database_error(exc):
         return False
-    orig = exc.orig
+    orig = getattr(exc, "orig", exc)
     args = getattr(orig, "args", ())
     if args and isinstance(args[0], int) and args[0] in _MYSQL_RACE_CODES:
         return True
@@ -191,15 +195,6 @@ def retry_lost_races(work: Callable[[], T], what: str, attempts: int = RACE_ATTE
             LOG.info("%s lost a race (%s); retrying", what, _one_line(exc))
             time.sleep(race_backoff(attempt))
     raise AssertionError("unreachable")
-
-
-@contextmanager
-def database_errors(engine: Engine) -> Iterator[None]:
-    """Turn a database failure in the middle of work into a one-line `DatabaseUnavailable`."""
-    try:
-        yield
-    except DBAPIError as exc:
-        raise DatabaseUnavailable(f"database error on {masked(engine.url)}: {database_message(engine, exc)}") from exc
 
 
 def database_message(engine: Engine, exc: BaseException) -> str:
