@@ -74,13 +74,13 @@ def cinder_url(dialect: str, factories: dict, schema_cache: Path) -> str:
     writes) goes through node 1: what the code under test does crosses nodes.
     """
     url = _factory(factories, dialect, schema_cache).new_database()
-    return galera.on_node(url, 2) if dialect == "galera" else url
+    return galera.on_node(galera.wait_everywhere(url), 2) if dialect == "galera" else url
 
 
 @pytest.fixture
 def galera_url(factories: dict, schema_cache: Path) -> str:
     """A fresh Cinder database on the Galera cluster, through node 1 (`galera.on_node` for the others)."""
-    return _factory(factories, "galera", schema_cache).new_database()
+    return galera.wait_everywhere(_factory(factories, "galera", schema_cache).new_database())
 
 
 @pytest.fixture

@@ -34,6 +34,24 @@ def engine_on(url: str, node: int, **options) -> sa.Engine:
                             **options)
 
 
+def wait_everywhere(url: str) -> str:
+    """Return `url` once every node has applied the creation of its database.
+
+    A connection names its database in the handshake, before any causal wait of
+    the session can apply: a node still applying the CREATE DATABASE refuses it.
+    """
+    name = make_url(url).database
+    for node in range(1, len(node_urls()) + 1):
+        admin = engine_on(node_urls()[node - 1], node, poolclass=sa.pool.NullPool)
+        try:
+            with admin.connect() as conn:  # wsrep_sync_wait: this read waits for the DDL before it
+                conn.execute(sa.text("SELECT count(*) FROM information_schema.tables WHERE table_schema = :db"),
+                             {"db": name}).scalar_one()
+        finally:
+            admin.dispose()
+    return url
+
+
 def node_pid(node: int) -> int:
     return int(subprocess.run([str(SCRIPT), "pid", str(node)], check=True, capture_output=True, text=True).stdout)
 
