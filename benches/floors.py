@@ -6,14 +6,19 @@ returns the number of rows written.
 
 Distinct values per row (`rows`: id, then one value per column):
 - SQLite: `UPDATE ... FROM (VALUES ...)` in chunks of the bind limit; and executemany.
-- PostgreSQL: asyncpg binary COPY into a temporary table, then one `UPDATE ... FROM`;
-  and `UPDATE ... FROM unnest($1::text[], ...)`.
+- PostgreSQL: asyncpg binary COPY into a temporary table, then one `UPDATE ... FROM`
+  ("copy"); the same with `deleted = false` added to the SET list of an UPDATE whose
+  WHERE already asks for it, which spares PostgreSQL the bottom-up deletion passes
+  in the indexes holding `deleted` (see `_PG_KEYS_TOUCHED` in db/bulk.py), and a
+  temporary table without primary key nor ANALYZE ("copy-keys"); and
+  `UPDATE ... FROM unnest($1::text[], ...)`.
 - MariaDB: a temporary table filled by multi-row INSERTs (PyMySQL's executemany
   batches them), then one `UPDATE ... JOIN`.
 The same value for every row: one set-based UPDATE by host ("set-based"), and
 UPDATE ... WHERE id IN the named ids ("by-ids": chunks of the bind limit; on
 PostgreSQL one `id = ANY($1)` array), which is what the hook must do: it
-writes exactly the rows the driver named (SPEC section 5), not a host.
+writes exactly the rows the driver named (SPEC section 5), not a host; on
+PostgreSQL also "by-ids-keys", the same with `deleted = false` in the SET list.
 """
 
 from __future__ import annotations
@@ -88,8 +93,9 @@ def prepare_postgresql(url: str, method: str, columns: list[str], rows: Rows, ho
 
     async def work() -> int:
         async with conn.transaction():
-            if same is not None and method == "by-ids":
+            if same is not None and method in ("by-ids", "by-ids-keys"):
                 sets = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(same))
+                sets += ", deleted = false" if method == "by-ids-keys" else ""
                 status = await conn.execute(f"UPDATE volumes SET {sets} WHERE id = ANY($1::varchar[]) AND deleted = false",
                                             [r[0] for r in rows], *same.values())
             elif same is not None:
@@ -103,6 +109,13 @@ def prepare_postgresql(url: str, method: str, columns: list[str], rows: Rows, ho
                 await conn.execute("ANALYZE floor_rows")
                 sets = ", ".join(f"{c} = u.{c}" for c in columns)
                 status = await conn.execute(f"UPDATE volumes AS t SET {sets} FROM floor_rows AS u"
+                                            f" WHERE t.id = u.id AND t.deleted = false")
+            elif method == "copy-keys":
+                await conn.execute(f"CREATE TEMP TABLE floor_rows (id varchar(36), "
+                                   f"{', '.join(f'{c} text' for c in columns)}) ON COMMIT DROP")
+                await conn.copy_records_to_table("floor_rows", records=rows, columns=["id", *columns])
+                sets = ", ".join(f"{c} = u.{c}" for c in columns)
+                status = await conn.execute(f"UPDATE volumes AS t SET {sets}, deleted = false FROM floor_rows AS u"
                                             f" WHERE t.id = u.id AND t.deleted = false")
             else:  # unnest
                 arrays = [list(col) for col in zip(*rows)]
@@ -160,5 +173,6 @@ def prepare_mysql(url: str, method: str, columns: list[str], rows: Rows, host: s
 
 
 PREPARE = {"sqlite": prepare_sqlite, "postgresql": prepare_postgresql, "mysql": prepare_mysql}
-METHODS = {"sqlite": ["values", "executemany"], "postgresql": ["copy", "unnest"], "mysql": ["temp-table"]}
+METHODS = {"sqlite": ["values", "executemany"], "postgresql": ["copy", "copy-keys", "unnest"], "mysql": ["temp-table"]}
 SAME_METHODS = ["set-based", "by-ids"]
+SAME_METHODS_OF = {"postgresql": [*SAME_METHODS, "by-ids-keys"]}

@@ -32,7 +32,8 @@ COLUMNS = ["replication_status", "replication_driver_data", "replication_extende
 CASES = []
 for _dialect in rig.DIALECTS:
     for _case in ("distinct", "same"):
-        for _method in ["ours", *(floors.METHODS[_dialect] if _case == "distinct" else floors.SAME_METHODS)]:
+        for _method in ["ours", *(floors.METHODS[_dialect] if _case == "distinct"
+                                  else floors.SAME_METHODS_OF.get(_dialect, floors.SAME_METHODS))]:
             CASES.append(pytest.param(_dialect, _case, _method, id=f"{rig.LABELS[_dialect]}-{_case}-{_method}"))
 
 _ids: dict[str, list[str]] = {}

@@ -13,8 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sys
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +24,7 @@ from .db.connect import RACE_ATTEMPTS, database_message, lost_race, private_engi
 from .engine import FENCE_STATUS
 from .errors import Refused
 from .models import utcnow
+from .native_threads import native_threading
 from .target import Target
 
 LOG = logging.getLogger(__name__)
@@ -222,7 +221,7 @@ class LeaseKeeper:
         # runs only when the driver yields; a driver blocking in native code would
         # let the lease expire. So the keeper is a native thread, with a private
         # connection of its own.
-        threads = _native_threading()
+        threads = native_threading()
         self._engine = private_engine(engine)
         self._shared_engine = self._engine is engine
         self._lease = lease
@@ -254,13 +253,3 @@ class LeaseKeeper:
                 LOG.warning("could not renew the lease of journal %s: %s", self._lease.journal_id,
                             database_message(self._engine, exc))
                 LOG.debug("the renewal failed with", exc_info=True)
-
-
-def _native_threading():
-    """The real `threading` module, even when eventlet has monkey-patched this process."""
-    if "eventlet" in sys.modules:
-        from eventlet import patcher
-
-        if patcher.is_monkey_patched("thread"):
-            return patcher.original("threading")
-    return threading

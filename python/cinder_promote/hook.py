@@ -147,7 +147,7 @@ def update_host_replication(
     result.journal_id, result.taken_over_from = lease.journal_id, lease.taken_over_from
     result.status_before = lease.status_before
     try:
-        with LeaseKeeper(engine, lease) as keeper:
+        with LeaseKeeper(engine, lease) as keeper, queries.records_spared_by_collector():
             _work(engine, hook, lease, target, context, timer, result, keeper)
     except BaseException as exc:
         # Guarded by the journal entry: a fence taken over meanwhile is left to its new holder.
@@ -183,8 +183,7 @@ def _work(engine: Engine, hook: Callable[..., Any], lease: Lease, target: Target
         volumes = queries.load_volumes(conn, host=host, cluster_name=cluster_name)
         groups = queries.load_groups(conn, host=host, cluster_name=cluster_name)
     result.volumes_loaded, result.groups_loaded = len(volumes), len(groups)
-    with (timer.phase("driver", f"calling the driver with {len(volumes)} volume(s) and {len(groups)} group(s)"),
-          queries.records_spared_by_collector()):
+    with timer.phase("driver", f"calling the driver with {len(volumes)} volume(s) and {len(groups)} group(s)"):
         answer = hook(context, lease.status_before, lease.active_backend_id, volumes, groups)
     with timer.phase("plan", "validating and planning the driver's answer"):
         service_update, volume_updates, group_updates = _unpack(answer)

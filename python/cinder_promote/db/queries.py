@@ -5,14 +5,18 @@ soft delete, host matching with pools, LIKE wildcards matched literally.
 
 from __future__ import annotations
 
+import gc
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..models import VOLUME_BINARY, ClusterRow, GroupRecord, Record, ServiceRow, VolumeRecord, record_type
+from ..native_threads import native_threading
 from .schema import clusters, groups, services, volumes
 
 _SERVICE_COLUMNS = [getattr(services.c, f) for f in ServiceRow.__dataclass_fields__]
@@ -129,23 +133,86 @@ _RAW_DRIVERS = ("psycopg2", "pysqlite")
 
 
 def _driver_batches(conn: Connection, query: sa.Select) -> Iterator[Sequence[Any]]:
-    """The rows of `query` as the database driver's tuples, LOAD_BATCH at a time,
-    without building SQLAlchemy rows (a third of the load on 100,000 volumes)."""
+    """The rows of `query` as the database driver's tuples, at most LOAD_BATCH at a
+    time, without building SQLAlchemy rows (a third of the load on 100,000 volumes)."""
     compiled = query.compile(dialect=conn.dialect)
     raw = conn.connection.driver_connection
     assert raw is not None
     if conn.dialect.driver == "psycopg2":
-        cursor = raw.cursor(name=f"cinder_promote_load_{next(_cursor_names)}")  # server-side
-        cursor.itersize = LOAD_BATCH
-        cursor.execute(str(compiled), compiled.params)
-    else:  # sqlite3 steps through the result as rows are fetched
-        cursor = raw.cursor()
-        cursor.execute(str(compiled), [compiled.params[name] for name in compiled.positiontup or ()])
+        yield from _fetched_ahead(raw, str(compiled), compiled.params)
+        return
+    # sqlite3 steps through the result as rows are fetched
+    cursor = raw.cursor()
+    cursor.execute(str(compiled), [compiled.params[name] for name in compiled.positiontup or ()])
     try:
         while rows := cursor.fetchmany(LOAD_BATCH):
             yield rows
     finally:
         cursor.close()
+
+
+def _fetched_ahead(raw: Any, sql: str, params: Any) -> Iterator[Sequence[Any]]:
+    """psycopg2: a server-side cursor read half a LOAD_BATCH per FETCH, the next
+    FETCH running in a thread while this batch becomes Python objects.
+
+    With one FETCH at a time the two cores took turns: the server produced a batch
+    (index scan, text output, sending) while the client waited, then the client
+    typecast it while the server waited. psycopg2 releases the GIL while it waits
+    for a result and while libpq parses it, so the thread's FETCH overlaps the
+    typecasting (about 0.4 s instead of 0.6 s for 100,000 volumes). Two cursors take
+    turns on the one connection, which psycopg2 allows from two threads; a cursor
+    is typecast only once its FETCH has returned. The driver's buffers hold at most
+    two half batches: the one being typecast and the one arriving.
+    """
+    name = f"cinder_promote_load_{next(_cursor_names)}"
+    control = raw.cursor()
+    control.execute(f"DECLARE {name} NO SCROLL CURSOR WITHOUT HOLD FOR {sql}", params)
+    fetch = f"FETCH FORWARD {max(1, LOAD_BATCH // 2)} FROM {name}"
+    cursors = (raw.cursor(), raw.cursor())
+    turn = 0
+    ahead = _InThread(cursors[turn].execute, fetch)
+    try:
+        while True:
+            ahead.result()
+            cursor = cursors[turn]
+            if cursor.rowcount <= 0:
+                break
+            turn ^= 1
+            ahead = _InThread(cursors[turn].execute, fetch)
+            rows = cursor.fetchall()
+            yield rows
+            del rows
+    finally:
+        # Never leave a FETCH running on the connection, whatever happened.
+        ahead.result(reraise=False)
+        from psycopg2.extensions import TRANSACTION_STATUS_INTRANS
+
+        if raw.info.transaction_status == TRANSACTION_STATUS_INTRANS:
+            control.execute(f"CLOSE {name}")
+        for cursor in (control, *cursors):
+            cursor.close()
+
+
+class _InThread:
+    """`call(*args)` in a native thread (one, even under eventlet); `result()` waits for it."""
+
+    def __init__(self, call: Any, *args: Any) -> None:
+        self._error: BaseException | None = None
+        self._thread = native_threading().Thread(target=self._run, args=(call, args), daemon=True,
+                                                  name="cinder-promote-fetch")
+        self._thread.start()
+
+    def _run(self, call: Any, args: tuple[Any, ...]) -> None:
+        try:
+            call(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+            self._error = exc
+
+    def result(self, *, reraise: bool = True) -> None:
+        self._thread.join()
+        if reraise and self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def _load(conn: Connection, table: sa.Table, base: type[Record], host: str | None, cluster_name: str | None) -> list[Any]:
@@ -161,9 +228,64 @@ def _load(conn: Connection, table: sa.Table, base: type[Record], host: str | Non
         cls = record_type(base, names)
         batches = conn.execution_options(stream_results=True, yield_per=LOAD_BATCH).execute(query).partitions()
     records: list[Any] = []
-    for rows in batches:
-        records.extend(map(tuple.__new__, itertools.repeat(cls), rows))
+    with _collector_paused():
+        for rows in batches:
+            records.extend(map(tuple.__new__, itertools.repeat(cls), rows))
     return records
+
+
+# Set by `records_spared_by_collector` for the loads made inside it.
+_SPARE_LOADED: ContextVar[list[bool] | None] = ContextVar("cinder_promote_spare_loaded", default=None)
+
+
+@contextmanager
+def records_spared_by_collector() -> Iterator[None]:
+    """Around the hook's work: what the loads inside make is kept out of Python's
+    cyclic garbage collector until the block ends.
+
+    Records are tracked containers, so the collector would run again and again
+    while a load piles them up, each full pass walking every record made so far,
+    and again while the driver builds its answer (one new container per volume):
+    about 0.5 s of the hook's 3.5 s at 100,000 volumes. So every load runs with
+    the collector paused (its records hold only strings, numbers, booleans,
+    timestamps and None: they can make no reference cycle) and, inside this block,
+    ends with `gc.freeze()`, which sets everything that exists aside at no cost:
+    the collector keeps working on what the driver makes, without walking the
+    records again. `gc.unfreeze()` when the block ends gives it all back. Left
+    alone when the process froze objects of its own or runs without the collector.
+    """
+    if not gc.isenabled() or gc.get_freeze_count():
+        yield
+        return
+    frozen: list[bool] = []
+    token = _SPARE_LOADED.set(frozen)
+    try:
+        yield
+    finally:
+        _SPARE_LOADED.reset(token)
+        if frozen:
+            gc.unfreeze()
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a load makes its records (see above):
+    0.95 s against 0.65 s for 100,000 volumes. What another thread makes meanwhile
+    is found when the collector runs again."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        spare = _SPARE_LOADED.get()
+        if spare is not None:
+            # Before the collector comes back: re-enabled first, its next pass would
+            # walk every new record once more (70 ms at 100,000 volumes).
+            gc.freeze()
+            spare.append(True)
+        gc.enable()
 
 
 def load_volumes(conn: Connection, *, host: str | None, cluster_name: str | None) -> list[VolumeRecord]:
