@@ -11,7 +11,7 @@ use std::ptr::NonNull;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
-use pyo3::{ffi, intern, Borrowed};
+use pyo3::{ffi, intern, Borrowed, PyTypeInfo};
 
 use planner::{Column, Entries, Entry, Id, Item, Key, Scalar, Service, Target, UpdatesRef};
 
@@ -66,8 +66,9 @@ fn check_backend_host(value: &Bound<'_, PyString>) -> PyResult<HostTuple> {
 // ------------------------------------------------------------- the planner
 
 /// The items of a dict as borrowed references: no reference counting and no
-/// size check per item. The caller holds the GIL and runs no Python code that
-/// could change the dict while it iterates (reading strs and types does not).
+/// size check per item. The caller holds the GIL, and holds the dict and the
+/// item where it runs Python code that could change the dict (reading strs
+/// and types runs none).
 fn dict_items<'a, 'py>(
     dict: &'a Bound<'py, PyDict>,
 ) -> impl Iterator<Item = (Borrowed<'a, 'py, PyAny>, Borrowed<'a, 'py, PyAny>)> + 'a {
@@ -85,22 +86,34 @@ fn dict_items<'a, 'py>(
     })
 }
 
+/// `value` as a `T` (a dict or a str). An exact one is told by reading its
+/// type; pyo3's checks call into Python on abi3, and its exact cast counts
+/// references to the type object.
+fn cast<'a, 'py, T: PyTypeInfo>(value: &'a Bound<'py, PyAny>) -> Option<&'a Bound<'py, T>> {
+    if T::is_exact_type_of(value) {
+        // SAFETY: the type was checked just above.
+        Some(unsafe { value.cast_unchecked() })
+    } else {
+        value.cast::<T>().ok()
+    }
+}
+
 /// How many keys ahead of the last match the map of live rows is searched in
 /// its own order before a hash lookup (see `ReadList::next_known`).
 const KNOWN_LOOKAHEAD: usize = 4;
 
-/// A string of the driver's answer: its UTF-8 text, its hash and its index in
-/// [`Extract::objects`], which holds a strong reference to it.
+/// A string of the driver's answer: its UTF-8 text and its index in
+/// [`Kept`], which holds a strong reference to it. (Kept small: the planner's
+/// input holds one per item and per entry.)
 #[derive(Clone, Copy)]
 struct Txt {
     ptr: NonNull<u8>,
     len: u32,
     object: u32,
-    hash: u64,
 }
 
 // SAFETY: a `Txt` is a shared reference to the immutable UTF-8 buffer of a str
-// that `Extract::objects` keeps alive (see `Extract::text`).
+// that `Kept` keeps alive (see `Extract::text`).
 unsafe impl Send for Txt {}
 unsafe impl Sync for Txt {}
 
@@ -109,42 +122,93 @@ impl planner::Text for Txt {
         // SAFETY: `ptr` and `len` come from a `&str` (see `Extract::text`).
         unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(self.ptr.as_ptr(), self.len as usize)) }
     }
+}
 
-    fn text_hash(&self) -> u64 {
-        self.hash
+/// The strong references that keep the driver's strs (and the dicts and types
+/// met) alive for the whole call. The plan hands each object back the first
+/// time with this reference: no second one is counted for it, nor this one
+/// dropped later, each a write to an object long out of the cache.
+struct Kept<'py> {
+    py: Python<'py>,
+    objects: Vec<NonNull<ffi::PyObject>>,
+    handed: Vec<bool>,
+}
+
+impl<'py> Kept<'py> {
+    fn push(&mut self, object: &Bound<'py, PyAny>) -> u32 {
+        // SAFETY: `clone().into_ptr()` is a new strong reference, released in `drop` or handed over.
+        self.objects.push(unsafe { NonNull::new_unchecked(object.clone().into_ptr()) });
+        self.handed.push(false);
+        u32::try_from(self.objects.len() - 1).expect("fewer than 2**32 objects")
+    }
+
+    fn reserve(&mut self, n: usize) {
+        self.objects.reserve(n);
+        self.handed.reserve(n);
+    }
+
+    /// Object `i`, with this reference the first time and a new one after.
+    fn hand(&mut self, i: u32) -> Bound<'py, PyAny> {
+        let i = i as usize;
+        let object = self.objects[i].as_ptr();
+        // SAFETY: the object is alive: held here, or by what it was handed to
+        // (the plan being built, which lives until the call returns).
+        unsafe {
+            if std::mem::replace(&mut self.handed[i], true) {
+                Bound::from_borrowed_ptr(self.py, object)
+            } else {
+                Bound::from_owned_ptr(self.py, object)
+            }
+        }
+    }
+}
+
+impl Drop for Kept<'_> {
+    fn drop(&mut self) {
+        for (object, &handed) in self.objects.iter().zip(&self.handed) {
+            if !handed {
+                // SAFETY: the GIL is held (`py`); this releases the reference `push` took.
+                unsafe { ffi::Py_DecRef(object.as_ptr()) };
+            }
+        }
     }
 }
 
 /// Reads the driver's answer into the planner's input while holding the GIL.
-/// Every str it borrows is kept alive in `objects` for the whole call, so the
+/// Every str it borrows is kept alive in `kept` for the whole call, so the
 /// borrowed text stays valid while the GIL is released, even if another thread
 /// empties the driver's dicts meanwhile.
 struct Extract<'py> {
     py: Python<'py>,
-    objects: Vec<Bound<'py, PyAny>>,
+    kept: Kept<'py>,
     /// `__name__` of the types met, by the address of the type (kept alive).
     type_names: planner::FastMap<usize, Txt>,
     /// The names of the columns, interned: drivers' keys usually are these.
     columns: Vec<Bound<'py, PyString>>,
+    /// The last value of each column (see `column_value`).
+    recent: [Option<(usize, Option<Txt>, u64)>; Column::ALL.len()],
+    /// Set where Python code may run (a lookup calling `__eq__`, or an
+    /// allocation collecting garbage): it could change the caller's dicts.
+    python_ran: bool,
 }
 
 impl<'py> Extract<'py> {
     fn keep(&mut self, object: &Bound<'py, PyAny>) -> u32 {
-        self.objects.push(object.clone());
-        u32::try_from(self.objects.len() - 1).expect("fewer than 2**32 objects")
+        self.kept.push(object)
     }
 
-    /// The text of a str, or None if it has lone surrogates.
+    /// The text of a str, or None if it has lone surrogates. (Inlined: a
+    /// `Txt` returned from a call cost a store-forwarding stall.)
+    #[inline(always)]
     fn text(&mut self, value: &Bound<'py, PyString>) -> Option<Txt> {
         let text = value.to_str().ok()?;
         // SAFETY: a str is immutable and its UTF-8 buffer (its own data, or the
         // cache that PyUnicode_AsUTF8AndSize fills) lives as long as the str.
-        // `keep` holds a strong reference in `self.objects`, which outlives
-        // every `Txt`: they all die in `plan_updates`, before the `Extract`.
+        // `keep` holds a strong reference in `self.kept` (or the plan it is
+        // handed to) that outlives every `Txt`: they all die in `plan_updates`.
         Some(Txt {
             ptr: NonNull::from(text.as_bytes()).cast(),
             len: u32::try_from(text.len()).expect("a str shorter than 4 GiB"),
-            hash: planner::text_hash(text),
             object: self.keep(value.as_any()),
         })
     }
@@ -171,7 +235,8 @@ impl<'py> Extract<'py> {
     }
 
     /// The code points of a str that is not valid UTF-8, for quoting.
-    fn code_points(&self, value: &Bound<'py, PyString>) -> PyResult<Box<[u32]>> {
+    fn code_points(&mut self, value: &Bound<'py, PyString>) -> PyResult<Box<[u32]>> {
+        self.python_ran = true;
         let str_type = self.py.get_type::<PyString>();
         let encoded = str_type.call_method1(intern!(self.py, "encode"), (value, "utf-32-le", "surrogatepass"))?;
         let bytes = encoded.cast::<PyBytes>()?.as_bytes();
@@ -204,6 +269,24 @@ impl<'py> Extract<'py> {
         Ok(Item::new(self.key(key)?, self.scalar(value)))
     }
 
+    /// The value of column `i` if it is None or a str of valid UTF-8, with
+    /// the item's [`planner::item_hash`]. Drivers give many rows the same str
+    /// object (`"enabled"`): the last one of each column is remembered by
+    /// address (it is kept alive, so the address stays its own) and read once.
+    #[inline]
+    fn column_value(&mut self, i: usize, value: &Bound<'py, PyAny>) -> Option<(Option<Txt>, u64)> {
+        let address = value.as_ptr() as usize;
+        if let Some((a, text, hash)) = self.recent[i] {
+            if a == address {
+                return Some((text, hash));
+            }
+        }
+        let text = if value.is_none() { None } else { Some(self.text(cast::<PyString>(value)?)?) };
+        let hash = planner::item_hash(Column::ALL[i], text);
+        self.recent[i] = Some((address, text, hash));
+        Some((text, hash))
+    }
+
     fn service(&mut self, service: &Bound<'py, PyAny>) -> PyResult<Service<Txt>> {
         if service.is_none() {
             return Ok(Service::Null);
@@ -220,20 +303,30 @@ impl<'py> Extract<'py> {
         list: &Bound<'py, PyAny>,
         known: &Bound<'py, PyDict>,
     ) -> PyResult<Entries<Txt>> {
-        let items: Box<dyn Iterator<Item = Bound<'py, PyAny>>> = if let Ok(l) = list.cast::<PyList>() {
-            Box::new(l.iter())
-        } else if let Ok(t) = list.cast::<PyTuple>() {
-            Box::new(t.iter())
+        type Size = unsafe extern "C" fn(*mut ffi::PyObject) -> ffi::Py_ssize_t;
+        type GetItem = unsafe extern "C" fn(*mut ffi::PyObject, ffi::Py_ssize_t) -> *mut ffi::PyObject;
+        let (size, get_item): (Size, GetItem) = if list.cast::<PyList>().is_ok() {
+            (ffi::PyList_Size, ffi::PyList_GetItem)
+        } else if list.cast::<PyTuple>().is_ok() {
+            (ffi::PyTuple_Size, ffi::PyTuple_GetItem)
         } else {
             return Ok(Entries::NotAList(self.type_name(list)));
         };
-        let len = list.len()?;
-        self.objects.reserve(2 * len);
+        // SAFETY: `list` is a list or a tuple (checked above) and the GIL is held.
+        let len = unsafe { size(list.as_ptr()) } as usize;
+        self.kept.reserve(2 * len);
         let mut read = ReadList::new(self.py, target, known, len);
-        for item in items {
-            let entry = read.entry(self, &item)?;
-            read.out.entries.push(entry);
+        self.python_ran = false;
+        let mut i = 0;
+        // The items are borrowed and the size read again at each step: Python
+        // code run by a lookup may shrink the list (see `ReadList::entry`).
+        // SAFETY: as above; an index below the size gives a borrowed reference.
+        while i < len.min(unsafe { size(list.as_ptr()) } as usize) {
+            let item = unsafe { Borrowed::from_ptr(self.py, get_item(list.as_ptr(), i as ffi::Py_ssize_t)) };
+            read.entry(self, &item)?;
+            i += 1;
         }
+        read.out.ids_distinct = read.ids_in_order && !self.python_ran;
         Ok(Entries::List(read.out))
     }
 }
@@ -248,16 +341,18 @@ struct ReadList<'k, 'py> {
     updates_key: Bound<'py, PyString>,
     out: planner::List<Txt>,
     /// Drivers share one updates dict between many entries: each is read
-    /// once. The dicts are kept alive in `objects`, so no address is reused.
+    /// once. The dicts are kept alive in `Kept`, so no address is reused.
     dict_at: planner::FastMap<usize, u32>,
     last_dict: Option<(usize, u32)>,
     /// Each distinct status once, by its text.
     status_at: planner::FastMap<Box<str>, u32>,
     none_status: Option<u32>,
-    /// The last status str met (kept alive in `objects`) and its index.
+    /// The last status str met (kept alive in `Kept`) and its index.
     last_status: Option<(usize, u32)>,
     /// Where the last id was found in the map of live rows, in its order.
     known_pos: ffi::Py_ssize_t,
+    /// Every str id so far is an exact str found by `next_known`.
+    ids_in_order: bool,
 }
 
 impl<'k, 'py> ReadList<'k, 'py> {
@@ -277,68 +372,111 @@ impl<'k, 'py> ReadList<'k, 'py> {
             none_status: None,
             last_status: None,
             known_pos: 0,
+            ids_in_order: true,
         }
     }
 
-    fn entry(&mut self, x: &mut Extract<'py>, item: &Bound<'py, PyAny>) -> PyResult<Entry<Txt>> {
-        let Ok(entry) = item.cast::<PyDict>() else {
-            return Ok(Entry::NotADict(x.type_name(item)));
+    /// Read one entry of the list, `item` borrowed from it, into `out`
+    /// (pushed where it is made: an `Entry` returned from a call cost a
+    /// store-forwarding stall). Only lookups by key may run Python code that
+    /// changes the list, in `odd_entry` (which holds the entry) and in
+    /// `current` (once the entry is read).
+    fn entry(&mut self, x: &mut Extract<'py>, item: &Bound<'py, PyAny>) -> PyResult<()> {
+        let Some(entry) = cast::<PyDict>(item) else {
+            self.out.entries.push(Entry::not_a_dict(x.type_name(item)));
+            return Ok(());
         };
-        let [id, updates] = self.id_and_updates(entry)?;
-        let (Some(id), Some(updates), 2) = (&id, &updates, entry.len()) else {
-            let mut unexpected = Vec::new();
-            for key in entry.keys() {
-                let expected = key
-                    .cast::<PyString>()
-                    .is_ok_and(|k| k.to_str().is_ok_and(|k| k == self.target.id_key() || k == "updates"));
-                if !expected {
-                    unexpected.push(x.key(&key)?);
-                }
+        match self.id_and_updates(entry) {
+            Some((id, updates)) => self.dict_entry(x, &id, &updates, 0),
+            None => self.odd_entry(x, &entry.clone()),
+        }
+    }
+
+    /// An entry whose keys are not just the interned literals. Lookups by key
+    /// may run Python code (`__eq__`): the entry and its values are held.
+    fn odd_entry(&mut self, x: &mut Extract<'py>, entry: &Bound<'py, PyDict>) -> PyResult<()> {
+        x.python_ran = true;
+        let (id, updates) = (entry.get_item(&self.id_key)?, entry.get_item(&self.updates_key)?);
+        if let (Some(id), Some(updates), 2) = (&id, &updates, entry.len()) {
+            return self.dict_entry(x, id, updates, 1);
+        }
+        let mut unexpected = Vec::new();
+        for key in entry.keys() {
+            let expected = key
+                .cast::<PyString>()
+                .is_ok_and(|k| k.to_str().is_ok_and(|k| k == self.target.id_key() || k == "updates"));
+            if !expected {
+                unexpected.push(x.key(&key)?);
             }
-            let shape = planner::BadShape { missing_id: id.is_none(), missing_updates: updates.is_none(), unexpected };
-            return Ok(Entry::BadShape(Box::new(shape)));
+        }
+        let shape = planner::BadShape { missing_id: id.is_none(), missing_updates: updates.is_none(), unexpected };
+        self.out.entries.push(Entry::bad_shape(shape));
+        Ok(())
+    }
+
+    /// An entry with its id and updates; `refs`: the references to `updates`
+    /// the caller holds. The updates dict is read first: the lookup of the
+    /// id's status may run Python code, and the id is kept by then.
+    fn dict_entry(
+        &mut self,
+        x: &mut Extract<'py>,
+        id: &Bound<'py, PyAny>,
+        updates: &Bound<'py, PyAny>,
+        refs: isize,
+    ) -> PyResult<()> {
+        let updates = match cast::<PyDict>(updates) {
+            None => UpdatesRef::Other(x.type_name(updates)),
+            Some(d) => UpdatesRef::Dict(self.dict(x, d, refs)?),
         };
-        let id = match id.cast::<PyString>() {
-            Err(_) => Id::Other(x.type_name(id)),
-            Ok(s) => match x.text(s) {
+        let id = match cast::<PyString>(id) {
+            None => Id::Other(x.type_name(id)),
+            Some(s) => match x.text(s) {
                 None => Id::NotUtf8,
-                Some(t) => Id::Str { id: t, current: self.current(x, s, t)? },
+                Some(t) => {
+                    // A str subclass may equal a str of another text.
+                    self.ids_in_order &= PyString::is_exact_type_of(s);
+                    Id::Str { id: t, current: self.current(x, s, t)? }
+                }
             },
         };
-        let updates = match updates.cast::<PyDict>() {
-            Err(_) => UpdatesRef::Other(x.type_name(updates)),
-            Ok(d) => UpdatesRef::Dict(self.dict(x, d)?),
-        };
-        Ok(Entry::Dict { id, updates })
+        self.out.entries.push(Entry::dict(id, updates));
+        Ok(())
     }
 
-    /// The values of the id and `updates` keys, if present.
-    fn id_and_updates(&self, entry: &Bound<'py, PyDict>) -> PyResult<[Option<Bound<'py, PyAny>>; 2]> {
-        if entry.len() == 2 {
-            // Usually the keys are the interned literals: no lookups then.
-            let (mut id, mut updates) = (None, None);
-            for (key, value) in dict_items(entry) {
-                if key.is(&self.id_key) {
-                    id = Some(value.to_owned());
-                } else if key.is(&self.updates_key) {
-                    updates = Some(value.to_owned());
-                }
-            }
-            if id.is_some() && updates.is_some() {
-                return Ok([id, updates]);
+    /// The values of the id and `updates` keys, borrowed, if they are the
+    /// entry's only keys and the interned literals (as drivers write them).
+    fn id_and_updates<'a>(
+        &self,
+        entry: &'a Bound<'py, PyDict>,
+    ) -> Option<(Borrowed<'a, 'py, PyAny>, Borrowed<'a, 'py, PyAny>)> {
+        if entry.len() != 2 {
+            return None;
+        }
+        let (mut id, mut updates) = (None, None);
+        for (key, value) in dict_items(entry).take(2) {
+            if key.is(&self.id_key) {
+                id = Some(value);
+            } else if key.is(&self.updates_key) {
+                updates = Some(value);
             }
         }
-        Ok([entry.get_item(&self.id_key)?, entry.get_item(&self.updates_key)?])
+        Some((id?, updates?))
     }
 
     /// The status the caller's map of live rows holds for `id`, if any.
     fn current(&mut self, x: &mut Extract<'py>, id: &Bound<'py, PyString>, text: Txt) -> PyResult<Option<u32>> {
+        let found;
         let status = match self.next_known(id) {
             Some(status) => status,
-            None => match self.known.get_item(id)? {
-                Some(status) => status,
-                None => return Ok(None),
-            },
+            None => {
+                self.ids_in_order = false;
+                x.python_ran = true;
+                found = self.known.get_item(id)?;
+                match &found {
+                    Some(status) => status.as_borrowed(),
+                    None => return Ok(None),
+                }
+            }
         };
         if let Some((address, i)) = self.last_status {
             if address == status.as_ptr() as usize {
@@ -355,7 +493,7 @@ impl<'k, 'py> ReadList<'k, 'py> {
                 (statuses.len() - 1) as u32
             })));
         }
-        let Ok(s) = status.cast::<PyString>() else {
+        let Some(s) = cast::<PyString>(&status) else {
             let name = x.type_name(&status);
             return fail(Some(planner::Text::as_str(&name)));
         };
@@ -363,7 +501,7 @@ impl<'k, 'py> ReadList<'k, 'py> {
         if let Some(&i) = self.status_at.get(t) {
             return Ok(Some(i));
         }
-        // Kept alive in `objects`: its address stays its own for `last_status`.
+        // Kept alive in `Kept`: its address stays its own for `last_status`.
         let kept = x.text(s).expect("valid UTF-8");
         statuses.push(Some(kept));
         let i = (statuses.len() - 1) as u32;
@@ -378,7 +516,7 @@ impl<'k, 'py> ReadList<'k, 'py> {
     /// this finds almost every id without a hash lookup, which in a map of
     /// 100,000 rows is a cache miss. Only the same object counts, so a match
     /// is the map's own entry for `id`.
-    fn next_known(&mut self, id: &Bound<'py, PyString>) -> Option<Bound<'py, PyAny>> {
+    fn next_known(&mut self, id: &Bound<'py, PyString>) -> Option<Borrowed<'k, 'py, PyAny>> {
         let mut pos = self.known_pos;
         for _ in 0..KNOWN_LOOKAHEAD {
             let (mut key, mut value) = (std::ptr::null_mut(), std::ptr::null_mut());
@@ -388,18 +526,20 @@ impl<'k, 'py> ReadList<'k, 'py> {
             }
             if key == id.as_ptr() {
                 self.known_pos = pos;
-                // SAFETY: a borrowed reference to the dict's live value; this takes a reference of its own.
-                return Some(unsafe { Bound::from_borrowed_ptr(self.known.py(), value) });
+                // SAFETY: a borrowed reference to the dict's live value, used
+                // before any Python code runs (and then kept if needed).
+                return Some(unsafe { Borrowed::from_ptr(self.known.py(), value) });
             }
         }
         None
     }
 
-    /// The index of an updates dict in the list's dicts, reading it if new.
-    fn dict(&mut self, x: &mut Extract<'py>, dict: &Bound<'py, PyDict>) -> PyResult<u32> {
+    /// The index of an updates dict in the list's dicts, reading it if new;
+    /// `refs`: the references to it that the caller holds.
+    fn dict(&mut self, x: &mut Extract<'py>, dict: &Bound<'py, PyDict>, refs: isize) -> PyResult<u32> {
         // SAFETY: reading the reference count of a live object.
-        if unsafe { ffi::Py_REFCNT(dict.as_ptr()) } <= 2 {
-            // Held by this entry and by `dict` only: no other entry shares it.
+        if unsafe { ffi::Py_REFCNT(dict.as_ptr()) } <= 1 + refs {
+            // Held by this entry (and the caller) only: no other entry shares it.
             return self.read_dict(x, dict);
         }
         let address = dict.as_ptr() as usize;
@@ -428,10 +568,22 @@ impl<'k, 'py> ReadList<'k, 'py> {
             let rest = self.len - self.out.entries.len();
             let per_dict = dict.len().min(8);
             self.out.dicts.reserve(rest, rest * per_dict);
-            x.objects.reserve(rest * (per_dict + 1));
+            x.kept.reserve(rest * (per_dict + 1));
         }
+        let mut held = None;
         for (key, value) in dict_items(dict) {
-            let item = x.item(&key, &value)?;
+            // The usual item, inline: an interned column name with a str or
+            // None. (An item returned from a call cost a store-forwarding stall.)
+            if let Some(i) = x.columns.iter().position(|c| c.is(key)) {
+                if let Some((value, hash)) = x.column_value(i, &value) {
+                    self.out.dicts.column(Column::ALL[i], value, hash);
+                    continue;
+                }
+            }
+            // Any other may run Python code (see `Extract::python_ran`): the
+            // dict and the item are held meanwhile.
+            held.get_or_insert_with(|| dict.clone());
+            let item = x.item(&key.to_owned(), &value.to_owned())?;
             self.out.dicts.item(item);
         }
         Ok(self.out.dicts.end())
@@ -462,17 +614,32 @@ fn known<'a, 'py>(value: &'a Bound<'py, PyAny>, target: Target) -> PyResult<&'a 
     })
 }
 
+/// A list of `len` empty slots, each to be filled once by [`set_new_item`]
+/// before Python code can see the list.
+fn new_list(py: Python<'_>, len: usize) -> PyResult<Bound<'_, PyList>> {
+    // SAFETY: PyList_New returns a new reference, or NULL with an exception set.
+    let list = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyList_New(len as ffi::Py_ssize_t))? };
+    // SAFETY: PyList_New makes a list.
+    Ok(unsafe { list.cast_into_unchecked() })
+}
+
+fn set_new_item<'py>(list: &Bound<'py, PyList>, index: usize, item: Bound<'py, PyAny>) {
+    // SAFETY: `index` is a slot of a list from `new_list`, filled once; the
+    // list takes over the reference (a slot in range cannot fail).
+    unsafe { ffi::PyList_SetItem(list.as_ptr(), index as ffi::Py_ssize_t, item.into_ptr()) };
+}
+
 /// Turns the plan into Python objects, handing back the driver's own strings.
-struct Output<'a, 'py> {
+struct Output<'py> {
     py: Python<'py>,
-    objects: &'a [Bound<'py, PyAny>],
+    kept: Kept<'py>,
     columns: Vec<Bound<'py, PyString>>,
 }
 
-impl<'py> Output<'_, 'py> {
-    fn value(&self, value: Option<Txt>) -> Bound<'py, PyAny> {
+impl<'py> Output<'py> {
+    fn value(&mut self, value: Option<Txt>) -> Bound<'py, PyAny> {
         match value {
-            Some(t) => self.objects[t.object as usize].clone(),
+            Some(t) => self.kept.hand(t.object),
             None => self.py.None().into_bound(self.py),
         }
     }
@@ -481,19 +648,20 @@ impl<'py> Output<'_, 'py> {
         &self.columns[column as usize]
     }
 
-    fn values(&self, values: &[(Column, Option<Txt>)]) -> PyResult<Bound<'py, PyDict>> {
+    fn values(&mut self, values: &[(Column, Option<Txt>)]) -> PyResult<Bound<'py, PyDict>> {
         let dict = PyDict::new(self.py);
         for (column, value) in values {
-            dict.set_item(self.column(*column), self.value(*value))?;
+            let value = self.value(*value);
+            dict.set_item(self.column(*column), value)?;
         }
         Ok(dict)
     }
 
-    fn ids(&self, plan: &planner::KindPlan<Txt>, members: &std::ops::Range<usize>) -> PyResult<Bound<'py, PyList>> {
-        PyList::new(self.py, plan.ids(members.clone()).map(|t| &self.objects[t.object as usize]))
+    fn ids(&mut self, plan: &planner::KindPlan<Txt>, members: &std::ops::Range<usize>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(self.py, plan.ids(members.clone()).map(|t| self.kept.hand(t.object)))
     }
 
-    fn kind(&self, plan: &planner::KindPlan<Txt>) -> PyResult<Bound<'py, PyDict>> {
+    fn kind(&mut self, plan: &planner::KindPlan<Txt>) -> PyResult<Bound<'py, PyDict>> {
         let py = self.py;
         let sets = PyList::empty(py);
         for chunk in &plan.sets {
@@ -506,12 +674,22 @@ impl<'py> Output<'_, 'py> {
         for chunk in &plan.rows {
             let row = PyDict::new(py);
             row.set_item(intern!(py, "columns"), PyList::new(py, chunk.columns.iter().map(|c| self.column(*c)))?)?;
-            row.set_item(intern!(py, "ids"), self.ids(plan, &chunk.members)?)?;
-            let values = PyList::empty(py);
-            for c in 0..chunk.columns.len() {
-                values.append(PyList::new(py, plan.column(chunk, c).map(|v| self.value(v)))?)?;
+            // The ids and each column's values filled in one pass over the rows.
+            let ids = new_list(py, chunk.members.len())?;
+            let values: Vec<_> =
+                (0..chunk.columns.len()).map(|_| new_list(py, chunk.members.len())).collect::<PyResult<_>>()?;
+            for (i, (id, row)) in plan.rows(chunk).enumerate() {
+                set_new_item(&ids, i, self.kept.hand(id.object));
+                let mut filled = 0;
+                for (column, value) in values.iter().zip(row) {
+                    set_new_item(column, i, self.value(value));
+                    filled += 1;
+                }
+                // No slot may stay empty (the lists are dropped if this fails).
+                assert_eq!(filled, values.len(), "a row has a value per column");
             }
-            row.set_item(intern!(py, "values"), values)?;
+            row.set_item(intern!(py, "ids"), ids)?;
+            row.set_item(intern!(py, "values"), PyList::new(py, values)?)?;
             rows.append(row)?;
         }
         let out = PyDict::new(py);
@@ -521,7 +699,7 @@ impl<'py> Output<'_, 'py> {
         Ok(out)
     }
 
-    fn plan(&self, plan: &planner::Plan<Txt>) -> PyResult<Bound<'py, PyDict>> {
+    fn plan(&mut self, plan: &planner::Plan<Txt>) -> PyResult<Bound<'py, PyDict>> {
         let py = self.py;
         let out = PyDict::new(py);
         out.set_item(intern!(py, "service"), self.values(&plan.service)?)?;
@@ -555,7 +733,14 @@ fn plan_updates<'py>(
     let known_groups = known(known_groups, Target::Group)?;
 
     let columns = Column::ALL.iter().map(|c| PyString::intern(py, c.name())).collect();
-    let mut extract = Extract { py, objects: Vec::new(), type_names: planner::FastMap::default(), columns };
+    let mut extract = Extract {
+        py,
+        kept: Kept { py, objects: Vec::new(), handed: Vec::new() },
+        type_names: planner::FastMap::default(),
+        columns,
+        recent: [None; Column::ALL.len()],
+        python_ran: false,
+    };
     let input = planner::Input {
         service: extract.service(service_update)?,
         volumes: extract.entries(Target::Volume, volume_updates, known_volumes)?,
@@ -568,10 +753,10 @@ fn plan_updates<'py>(
     py.check_signals()?;
     let plan = py.detach(move || planner::plan(input, limits)).map_err(to_py)?;
     py.check_signals()?;
-    let columns = std::mem::take(&mut extract.columns);
-    let out = Output { py, objects: &extract.objects, columns }.plan(&plan)?;
-    drop(plan);
-    Ok(out)
+    let mut output = Output { py, kept: extract.kept, columns: extract.columns };
+    let out = output.plan(&plan);
+    drop(plan); // its texts borrow from the strs that `output` keeps
+    out
 }
 
 #[pymodule]

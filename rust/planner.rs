@@ -61,8 +61,7 @@ fn is_driver_replication_status(value: &str) -> bool {
 
 /// A string the binding borrowed from the driver's answer. `&str` in tests;
 /// the binding's implementation also remembers which Python object it is (so
-/// that the plan hands the driver's own objects back) and its hash, computed
-/// while the text was at hand.
+/// that the plan hands the driver's own objects back).
 pub trait Text: Copy {
     fn as_str(&self) -> &str;
 
@@ -290,12 +289,60 @@ pub enum UpdatesRef<S> {
     Other(S),
 }
 
+/// An entry of a driver's list. The usual one, a dict with a str id and an
+/// updates dict, is kept small (24 bytes with the binding's strings, where an
+/// [`OddEntry`] takes 40: the entries of a large answer fill fresh memory);
+/// the others are boxed. Made by [`Entry::dict`], [`Entry::not_a_dict`] and
+/// [`Entry::bad_shape`].
 #[derive(Debug, Clone)]
 pub enum Entry<S> {
+    /// `current` is [`Id::Str`]'s, [`NOT_LIVE`] for None; `dict` is
+    /// [`UpdatesRef::Dict`]'s.
+    Usual { id: S, current: u32, dict: u32 },
+    Odd(Box<OddEntry<S>>),
+}
+
+/// [`Entry::Usual`]'s `current` of an id that is not a live row.
+pub const NOT_LIVE: u32 = u32::MAX;
+
+#[derive(Debug, Clone)]
+pub enum OddEntry<S> {
     NotADict(S),
     /// A dict without exactly the two keys `<kind>_id` and `updates`.
-    BadShape(Box<BadShape<S>>),
+    BadShape(BadShape<S>),
     Dict { id: Id<S>, updates: UpdatesRef<S> },
+}
+
+impl<S: Copy> Entry<S> {
+    /// A dict with the id and updates keys.
+    pub fn dict(id: Id<S>, updates: UpdatesRef<S>) -> Self {
+        match (id, updates) {
+            (Id::Str { id, current }, UpdatesRef::Dict(dict)) if current != Some(NOT_LIVE) => {
+                Entry::Usual { id, current: current.unwrap_or(NOT_LIVE), dict }
+            }
+            (id, updates) => Entry::Odd(Box::new(OddEntry::Dict { id, updates })),
+        }
+    }
+
+    /// Not a dict: the name of its type.
+    pub fn not_a_dict(type_name: S) -> Self {
+        Entry::Odd(Box::new(OddEntry::NotADict(type_name)))
+    }
+
+    pub fn bad_shape(shape: BadShape<S>) -> Self {
+        Entry::Odd(Box::new(OddEntry::BadShape(shape)))
+    }
+
+    /// The id of a dict entry whose id is a str.
+    fn str_id(&self) -> Option<S> {
+        match self {
+            Entry::Usual { id, .. } => Some(*id),
+            Entry::Odd(odd) => match odd.as_ref() {
+                OddEntry::Dict { id: Id::Str { id, .. }, .. } => Some(*id),
+                _ => None,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -305,40 +352,83 @@ pub struct BadShape<S> {
     pub unexpected: Vec<Key<S>>,
 }
 
-/// The updates dicts of a list, their items end to end.
+/// The updates dicts of a list, their items end to end, and a hash of each
+/// one's columns and values, taken as the items come (while their texts are
+/// at hand, rather than when the planner reads them again). A column and its
+/// value are kept in two arrays, 17 bytes an item with the binding's strings
+/// where an [`Item`] takes 24: every page of fresh memory costs a page fault.
 #[derive(Debug, Clone)]
 pub struct Dicts<S> {
-    items: Vec<Item<S>>,
+    columns: Vec<Column>,
+    values: Vec<Option<S>>,
+    /// The items that are not a column's value (yet), by position: their
+    /// places in `columns` and `values` hold placeholders until `check_dict`.
+    others: Vec<(u32, Item<S>)>,
     ends: Vec<u32>,
+    /// The low halves of the hashes: a sum's low half needs only those of
+    /// its terms, so the items that only `check_dict` makes columns join it.
+    hashes: Vec<u32>,
+    /// The hash of the dict being read.
+    hash: u32,
 }
 
 impl<S> Default for Dicts<S> {
     fn default() -> Self {
-        Dicts { items: Vec::new(), ends: Vec::new() }
+        Dicts {
+            columns: Vec::new(),
+            values: Vec::new(),
+            others: Vec::new(),
+            ends: Vec::new(),
+            hashes: Vec::new(),
+            hash: 0,
+        }
     }
 }
 
-impl<S> Dicts<S> {
+impl<S: Text> Dicts<S> {
     /// Add a dict; its index.
     pub fn push(&mut self, items: impl IntoIterator<Item = Item<S>>) -> u32 {
-        self.items.extend(items);
-        self.ends.push(u32::try_from(self.items.len()).expect("fewer than 2**32 items"));
-        (self.ends.len() - 1) as u32
-    }
-
-    /// Make room for `dicts` more dicts with `items` items in all.
-    pub fn reserve(&mut self, dicts: usize, items: usize) {
-        self.ends.reserve(dicts);
-        self.items.reserve(items);
+        for item in items {
+            self.item(item);
+        }
+        self.end()
     }
 
     /// Add an item to the dict being read; `end` closes it.
     pub fn item(&mut self, item: Item<S>) {
-        self.items.push(item);
+        match item {
+            Item::Column(column, value) => self.column(column, value, item_hash(column, value)),
+            Item::Other(_) => {
+                self.others.push((u32::try_from(self.columns.len()).expect("fewer than 2**32 items"), item));
+                self.columns.push(Column::ActiveBackendId);
+                self.values.push(None);
+            }
+        }
+    }
+
+    /// Add `Item::Column(column, value)`, whose [`item_hash`] the caller had
+    /// at hand.
+    pub fn column(&mut self, column: Column, value: Option<S>, hash: u64) {
+        // A sum: the same items in any order give the same hash.
+        self.hash = self.hash.wrapping_add(hash as u32);
+        self.columns.push(column);
+        self.values.push(value);
     }
 
     pub fn end(&mut self) -> u32 {
-        self.push(std::iter::empty())
+        self.ends.push(u32::try_from(self.columns.len()).expect("fewer than 2**32 items"));
+        self.hashes.push(std::mem::take(&mut self.hash));
+        (self.ends.len() - 1) as u32
+    }
+}
+
+impl<S> Dicts<S> {
+    /// Make room for `dicts` more dicts with `items` items in all.
+    pub fn reserve(&mut self, dicts: usize, items: usize) {
+        self.ends.reserve(dicts);
+        self.hashes.reserve(dicts);
+        self.columns.reserve(items);
+        self.values.reserve(items);
     }
 
     fn range(&self, index: u32) -> Range<usize> {
@@ -347,13 +437,15 @@ impl<S> Dicts<S> {
         start..self.ends[i] as usize
     }
 
-    pub fn get(&self, index: u32) -> &[Item<S>] {
-        &self.items[self.range(index)]
+    /// The columns and values of a checked dict, sorted by column.
+    fn content(&self, index: u32) -> Content<'_, S> {
+        let range = self.range(index);
+        Content(&self.columns[range.clone()], &self.values[range])
     }
 
-    fn get_mut(&mut self, index: u32) -> &mut [Item<S>] {
-        let range = self.range(index);
-        &mut self.items[range]
+    /// The hash of a dict's columns and values.
+    fn hash(&self, index: u32) -> u64 {
+        u64::from(self.hashes[index as usize])
     }
 
     pub fn len(&self) -> usize {
@@ -372,11 +464,16 @@ pub struct List<S> {
     /// The statuses of the live rows the entries name, as the caller's map
     /// holds them (the binding stores each distinct status once).
     pub statuses: Vec<Option<S>>,
+    /// The binding vouches that no two str ids are equal: each was an exact
+    /// str that is itself a key of the caller's map of live rows, found at a
+    /// later position than the one before, and no Python code ran meanwhile.
+    /// The planner then does not look for repeated ids.
+    pub ids_distinct: bool,
 }
 
 impl<S> Default for List<S> {
     fn default() -> Self {
-        List { entries: Vec::new(), dicts: Dicts::default(), statuses: Vec::new() }
+        List { entries: Vec::new(), dicts: Dicts::default(), statuses: Vec::new(), ids_distinct: false }
     }
 }
 
@@ -416,8 +513,8 @@ pub struct SetChunk<S> {
     pub members: Range<usize>,
 }
 
-/// Distinct updates of the same columns; the ids are [`KindPlan::ids`] of
-/// `members`, the values of column `c` [`KindPlan::column`] of `c`.
+/// Distinct updates of the same columns, a row per member: see
+/// [`KindPlan::rows`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowChunk {
     pub columns: Vec<Column>,
@@ -440,10 +537,7 @@ pub struct KindPlan<S> {
 
 impl<S: Text> KindPlan<S> {
     fn id(&self, r: &Ready) -> S {
-        match &self.list.entries[r.entry as usize] {
-            Entry::Dict { id: Id::Str { id, .. }, .. } => *id,
-            _ => unreachable!("a ready entry has a str id"),
-        }
+        self.list.entries[r.entry as usize].str_id().expect("a ready entry has a str id")
     }
 
     /// The ids of a chunk's members, in input order.
@@ -451,15 +545,19 @@ impl<S: Text> KindPlan<S> {
         self.members[members].iter().map(|&m| self.id(&self.ready[m as usize]))
     }
 
-    /// The values of column `c` of a row chunk, one per id.
-    pub fn column(&self, chunk: &RowChunk, c: usize) -> impl ExactSizeIterator<Item = Option<S>> + '_ {
-        let shift = usize::from(chunk.columns.first() == Some(&Column::PreviousStatus));
+    /// The rows of a row chunk, in input order: each id with its values, one
+    /// per column of the chunk. (One pass over the members for all columns.)
+    pub fn rows<'a>(
+        &'a self,
+        chunk: &'a RowChunk,
+    ) -> impl ExactSizeIterator<Item = (S, impl Iterator<Item = Option<S>> + 'a)> + 'a {
+        let previous = chunk.columns.first() == Some(&Column::PreviousStatus);
         self.members[chunk.members.clone()].iter().map(move |&m| {
             let r = &self.ready[m as usize];
-            match (c, r.previous) {
-                (0, Some(p)) if shift == 1 => self.list.statuses[p as usize],
-                _ => column_value(&self.list.dicts.get(r.dict)[c - shift]).1,
-            }
+            // previous_status, the first volume column by name, is not in the dict.
+            let status = r.previous.filter(|_| previous).map(|p| self.list.statuses[p as usize]);
+            let values = self.list.dicts.content(r.dict).1.iter().copied();
+            (self.id(r), status.into_iter().chain(values))
         })
     }
 }
@@ -559,7 +657,7 @@ fn not_allowed(target: Target, quoted_key: &str) -> String {
 /// The one problem of an item of an update, or its column and value.
 fn check_item<S: Text>(target: Target, item: &Item<S>) -> Result<(Column, Option<S>), String> {
     let (key, value) = match item {
-        Item::Column(column, value) => return check_value(target, *column, *value),
+        Item::Column(column, value) => return check_value(target, *column, *value).map(|()| (*column, *value)),
         Item::Other(pair) => (&pair.0, &pair.1),
     };
     let column = match key {
@@ -574,18 +672,34 @@ fn check_item<S: Text>(target: Target, item: &Item<S>) -> Result<(Column, Option
     let name = column.name();
     match value {
         _ if !target.allows(column) => Err(not_allowed(target, &quote(name))),
-        Scalar::Null => check_value(target, column, None),
-        Scalar::Str(s) => check_value(target, column, Some(*s)),
+        Scalar::Null => check_value::<S>(target, column, None).map(|()| (column, None)),
+        Scalar::Str(s) => check_value(target, column, Some(*s)).map(|()| (column, Some(*s))),
         Scalar::NotUtf8 => Err(format!("'{name}' is not valid UTF-8")),
         Scalar::Other(t) => Err(format!("'{name}' must be a string or None, got {}", t.as_str())),
     }
 }
 
 /// The one problem of a column and its value (a str or None), if any.
-fn check_value<S: Text>(target: Target, column: Column, value: Option<S>) -> Result<(Column, Option<S>), String> {
+#[inline]
+fn check_value<S: Text>(target: Target, column: Column, value: Option<S>) -> Result<(), String> {
+    // Quick checks pass the usual value inline; `value_problem` tells the
+    // others apart (a str longer in bytes may still fit in characters).
+    let fits = value.map_or(true, |s| s.as_str().len() <= column.max_chars());
+    let valid = match value {
+        Some(s) => target.valid_value(column, s.as_str()) != Some(false),
+        None => target.valid_value(column, "").is_none(),
+    };
+    if target.allows(column) && fits && valid {
+        return Ok(());
+    }
+    value_problem(target, column, value).map_or(Ok(()), Err)
+}
+
+#[cold]
+fn value_problem<S: Text>(target: Target, column: Column, value: Option<S>) -> Option<String> {
     let name = column.name();
     if !target.allows(column) {
-        return Err(not_allowed(target, &quote(name)));
+        return Some(not_allowed(target, &quote(name)));
     }
     if let Some(s) = value {
         let limit = column.max_chars();
@@ -593,7 +707,7 @@ fn check_value<S: Text>(target: Target, column: Column, value: Option<S>) -> Res
         if s.as_str().len() > limit {
             let n = s.as_str().chars().count();
             if n > limit {
-                return Err(format!("'{name}' is {n} characters; the column holds {limit}"));
+                return Some(format!("'{name}' is {n} characters; the column holds {limit}"));
             }
         }
     }
@@ -603,57 +717,69 @@ fn check_value<S: Text>(target: Target, column: Column, value: Option<S>) -> Res
     };
     if valid == Some(false) {
         let shown = value.map_or_else(|| "None".to_string(), |s| quote(s.as_str()));
-        return Err(format!("invalid {name} {shown}"));
+        return Some(format!("invalid {name} {shown}"));
     }
-    Ok((column, value))
-}
-
-/// The column and value of a checked item.
-fn column_value<S: Copy>(item: &Item<S>) -> (Column, Option<S>) {
-    match item {
-        Item::Column(c, v) => (*c, *v),
-        Item::Other(_) => unreachable!("the items of a checked dict are columns and their values"),
-    }
+    None
 }
 
 /// An updates dict, checked once however many entries share it.
 struct Checked {
-    /// Its problems: a range of `Checks::problems`.
-    problems: Range<usize>,
+    /// The end of its problems in `dict_problems` (of `check_entries`), where
+    /// the previous dict's end.
+    problems_end: u32,
     /// Its columns.
     mask: u16,
-    /// A hash of its columns and values.
-    content_hash: u64,
 }
 
-/// Check the items of a dict, in the dict's order. A dict without problems
-/// is left as `Item::Column` items sorted by column.
-fn check_dict<S: Text>(target: Target, items: &mut [Item<S>], problems: &mut Vec<String>) -> Checked {
+/// The hash of one item of a dict; a dict's hash is the sum of its items'.
+pub fn item_hash<S: Text>(column: Column, value: Option<S>) -> u64 {
+    let mut hasher = FastHasher::default();
+    hasher.write_u64(value.map_or(0, |v| v.text_hash() | 1).wrapping_add(column as u64));
+    hasher.finish()
+}
+
+/// Check dict `d`'s items, in the dict's order, making its other items
+/// columns' values where they pass. A dict without problems is left sorted
+/// by column.
+fn check_dict<S: Text>(target: Target, dicts: &mut Dicts<S>, d: u32, problems: &mut Vec<String>) -> Checked {
     let start = problems.len();
+    let range = dicts.range(d);
+    let first_other = dicts.others.partition_point(|&(at, _)| (at as usize) < range.start);
+    let mut others = dicts.others[first_other..].iter().take_while(|&&(at, _)| (at as usize) < range.end).peekable();
     let mut mask = 0u16;
-    for item in items.iter_mut() {
-        match check_item(target, item) {
+    for at in range.clone() {
+        let checked = match others.next_if(|&&(o, _)| o as usize == at) {
+            None => check_value(target, dicts.columns[at], dicts.values[at]).map(|()| dicts.columns[at]),
+            // Only a `Key::Str` naming a column passes here (the binding
+            // recognises those itself): it joins the hash now.
+            Some((_, item)) => check_item(target, item).map(|(column, value)| {
+                (dicts.columns[at], dicts.values[at]) = (column, value);
+                dicts.hashes[d as usize] = dicts.hashes[d as usize].wrapping_add(item_hash(column, value) as u32);
+                column
+            }),
+        };
+        match checked {
             Err(problem) => problems.push(problem),
             // Only a str subclass that redefines hashing can repeat a column.
-            Ok((column, _)) if mask & column.bit() != 0 => {
+            Ok(column) if mask & column.bit() != 0 => {
                 problems.push(format!("key '{}' appears more than once", column.name()))
             }
-            Ok((column, value)) => {
-                mask |= column.bit();
-                *item = Item::Column(column, value);
+            Ok(column) => mask |= column.bit(),
+        }
+    }
+    if problems.len() == start {
+        // A handful of items: sorted in place, without a call.
+        let (columns, values) = (&mut dicts.columns[range.clone()], &mut dicts.values[range]);
+        for i in 1..columns.len() {
+            let mut j = i;
+            while j > 0 && columns[j - 1] > columns[j] {
+                columns.swap(j - 1, j);
+                values.swap(j - 1, j);
+                j -= 1;
             }
         }
     }
-    let mut hasher = FastHasher::default();
-    if problems.len() == start {
-        items.sort_unstable_by_key(|item| column_value(item).0);
-        for item in items.iter() {
-            let (column, value) = column_value(item);
-            hasher.write_u8(column as u8);
-            hasher.write_u64(value.map_or(0, |v| v.text_hash() | 1));
-        }
-    }
-    Checked { problems: start..problems.len(), mask, content_hash: hasher.finish() }
+    Checked { problems_end: problems.len() as u32, mask }
 }
 
 /// An entry that passed every check and has something to write.
@@ -685,41 +811,39 @@ fn check_service<S: Text>(service: &Service<S>, problems: &mut Problems) -> Vec<
     out
 }
 
+/// A hash and an index in one word that sorts by the hash's high half, then
+/// by the index. Sorting these finds equal values without a hash map (which
+/// at 100,000 values costs a cache miss each): sequential work on 8 bytes a
+/// value. The values whose hashes share a high half are then compared; few
+/// unequal ones do.
+fn packed(hash: u64, index: usize) -> u64 {
+    hash & !u64::from(u32::MAX) | index as u64
+}
+
+/// The indices of each run of two or more sorted packed words sharing a high
+/// half, in index order.
+fn shared_hash_runs(sorted: &[u64]) -> impl Iterator<Item = impl Iterator<Item = u32> + '_> + '_ {
+    sorted.chunk_by(|a, b| a >> 32 == b >> 32).filter(|run| run.len() > 1).map(|run| run.iter().map(|&k| k as u32))
+}
+
 /// The entries whose id appeared earlier in the list, each with the index of
-/// that first appearance. Found by sorting the ids' hashes (which the binding
-/// computed while the text was at hand): sequential work, where a hash map of
-/// 100,000 ids costs a cache miss per id. Only ids with equal hashes are
-/// compared by text.
+/// that first appearance. Only ids whose hashes share a high half (see
+/// [`packed`]) are compared by text.
 fn repeated_ids<S: Text>(entries: &[Entry<S>]) -> FastMap<u32, u32> {
-    let id_of = |i: u32| match &entries[i as usize] {
-        Entry::Dict { id: Id::Str { id, .. }, .. } => *id,
-        _ => unreachable!("only str ids are keyed"),
-    };
-    let mut keyed: Vec<(u64, u32)> = entries
-        .iter()
-        .enumerate()
-        .filter_map(|(i, e)| match e {
-            Entry::Dict { id: Id::Str { id, .. }, .. } => Some((id.text_hash(), i as u32)),
-            _ => None,
-        })
-        .collect();
+    let id_of = |i: u32| entries[i as usize].str_id().expect("only str ids are keyed");
+    let mut keyed: Vec<u64> =
+        entries.iter().enumerate().filter_map(|(i, e)| Some(packed(e.str_id()?.text_hash(), i))).collect();
     keyed.sort_unstable();
     let mut repeated = FastMap::default();
-    let mut start = 0;
-    while start < keyed.len() {
-        let hash = keyed[start].0;
-        let end = start + keyed[start..].iter().take_while(|(h, _)| *h == hash).count();
-        if end - start > 1 {
-            // Sorted by index within a hash: the first of each text is its first appearance.
-            let mut first: FastMap<ByText<S>, u32> = FastMap::default();
-            for &(_, i) in &keyed[start..end] {
-                let j = *first.entry(ByText(id_of(i))).or_insert(i);
-                if j != i {
-                    repeated.insert(i, j);
-                }
+    for run in shared_hash_runs(&keyed) {
+        // In index order: the first of each text is its first appearance.
+        let mut first: FastMap<ByText<S>, u32> = FastMap::default();
+        for i in run {
+            let j = *first.entry(ByText(id_of(i))).or_insert(i);
+            if j != i {
+                repeated.insert(i, j);
             }
         }
-        start = end;
     }
     repeated
 }
@@ -744,48 +868,53 @@ fn check_entries<S: Text>(target: Target, entries: Entries<S>, problems: &mut Pr
     };
     let mut dict_problems = Vec::new();
     let checked: Vec<Checked> = (0..list.dicts.len() as u32)
-        .map(|d| check_dict(target, list.dicts.get_mut(d), &mut dict_problems))
+        .map(|d| check_dict(target, &mut list.dicts, d, &mut dict_problems))
         .collect();
     // Equal statuses are one status: index -> the first equal one.
     let mut first_status: FastMap<Option<ByText<S>>, u32> = FastMap::default();
     let same_status: Vec<u32> = (0..list.statuses.len() as u32)
         .map(|i| *first_status.entry(list.statuses[i as usize].map(ByText)).or_insert(i))
         .collect();
-    let repeated = repeated_ids(&list.entries);
+    let repeated = if list.ids_distinct { FastMap::default() } else { repeated_ids(&list.entries) };
     let mut ready = Vec::with_capacity(list.entries.len());
     for (i, entry) in list.entries.iter().enumerate() {
         let at = || format!("{list_name}[{i}]");
         let (id, updates) = match entry {
-            Entry::NotADict(t) => {
+            Entry::Usual { id, current, dict } => {
+                (Id::Str { id: *id, current: Some(*current).filter(|&c| c != NOT_LIVE) }, UpdatesRef::Dict(*dict))
+            }
+            Entry::Odd(odd) => match odd.as_ref() {
+                OddEntry::Dict { id, updates } => (id.clone(), updates.clone()),
+                OddEntry::NotADict(t) => {
                 problems.add(|| format!("{}: expected a dict with '{id_key}' and 'updates', got {}", at(), t.as_str()));
-                continue;
-            }
-            Entry::BadShape(shape) => {
-                if shape.missing_id {
-                    problems.add(|| format!("{}: missing '{id_key}'", at()));
+                    continue;
                 }
-                if shape.missing_updates {
-                    problems.add(|| format!("{}: missing 'updates'", at()));
+                OddEntry::BadShape(shape) => {
+                    if shape.missing_id {
+                        problems.add(|| format!("{}: missing '{id_key}'", at()));
+                    }
+                    if shape.missing_updates {
+                        problems.add(|| format!("{}: missing 'updates'", at()));
+                    }
+                    for key in &shape.unexpected {
+                        problems.add(|| match key {
+                            Key::Column(c) => format!("{}: unexpected key {}", at(), quote(c.name())),
+                            Key::Str(k) => format!("{}: unexpected key {}", at(), quote(k.as_str())),
+                            Key::NotUtf8(cps) => format!("{}: unexpected key {}", at(), quote_code_points(cps)),
+                            Key::Other(t) => format!("{}: unexpected key of type {}", at(), t.as_str()),
+                        });
+                    }
+                    continue;
                 }
-                for key in &shape.unexpected {
-                    problems.add(|| match key {
-                        Key::Column(c) => format!("{}: unexpected key {}", at(), quote(c.name())),
-                        Key::Str(k) => format!("{}: unexpected key {}", at(), quote(k.as_str())),
-                        Key::NotUtf8(cps) => format!("{}: unexpected key {}", at(), quote_code_points(cps)),
-                        Key::Other(t) => format!("{}: unexpected key of type {}", at(), t.as_str()),
-                    });
-                }
-                continue;
-            }
-            Entry::Dict { id, updates } => (id, updates),
+            },
         };
         let before = problems.count;
-        match id {
+        match &id {
             Id::Other(t) => problems.add(|| format!("{}: {id_key} must be a string, got {}", at(), t.as_str())),
             Id::NotUtf8 => problems.add(|| format!("{}: {id_key} is not valid UTF-8", at())),
             Id::Str { .. } => {}
         }
-        let dict = match updates {
+        let dict = match &updates {
             UpdatesRef::Other(t) => {
                 problems.add(|| format!("{}: updates must be a dict, got {}", at(), t.as_str()));
                 None
@@ -793,7 +922,7 @@ fn check_entries<S: Text>(target: Target, entries: Entries<S>, problems: &mut Pr
             UpdatesRef::Dict(d) => Some(*d),
         };
         let mut current = None;
-        if let Id::Str { id, current: status } = id {
+        if let Id::Str { id, current: status } = &id {
             match status {
                 None => problems.add(|| {
                     format!("{}: {kind} {} is not a live {kind} of this backend", at(), quote(id.as_str()))
@@ -808,15 +937,17 @@ fn check_entries<S: Text>(target: Target, entries: Entries<S>, problems: &mut Pr
         }
         let Some(d) = dict else { continue };
         let check = &checked[d as usize];
-        for problem in &dict_problems[check.problems.clone()] {
+        let problems_start = d.checked_sub(1).map_or(0, |previous| checked[previous as usize].problems_end);
+        for problem in &dict_problems[problems_start as usize..check.problems_end as usize] {
             problems.add(|| format!("{}: {problem}", at()));
         }
         let Some(current) = current else { continue };
         if problems.count == before && check.mask != 0 {
-            // The status column sorts last.
-            let new = match list.dicts.get(d).last().map(column_value) {
-                Some((Column::Status, new)) if target == Target::Volume => new,
-                _ => None,
+            // The status column sorts last (its items are read only if it is there).
+            let new = if target == Target::Volume && check.mask & Column::Status.bit() != 0 {
+                list.dicts.content(d).1.last().copied().flatten()
+            } else {
+                None
             };
             let changes = new.is_some_and(|new| list.statuses[current as usize].map(ByText) != Some(ByText(new)));
             ready.push(Ready { entry: i as u32, dict: d, previous: changes.then_some(current) });
@@ -842,24 +973,53 @@ const SEED: u64 = 0xf135_7aea_2e62_a9c5;
 impl FastHasher {
     #[inline]
     fn add(&mut self, word: u64) {
-        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(SEED);
+        // A multiply only carries differences upwards: the shift brings the
+        // high bits down before the next word, or texts that differ at the
+        // end of one word and in the next (`pair-000123`, `pair-000124`)
+        // collide by the thousand. Each step stays invertible.
+        let h = (self.hash.rotate_left(5) ^ word).wrapping_mul(SEED);
+        self.hash = h ^ (h >> 29);
+    }
+}
+
+/// The last 1 to 7 bytes of a text as a word, read in place (copying them
+/// into a zeroed word stalled the load that followed, on every text).
+#[inline]
+fn tail_word(rest: &[u8]) -> u64 {
+    let n = rest.len();
+    if n >= 4 {
+        // Two overlapping reads cover the 4 to 7 bytes.
+        let low = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes"));
+        let high = u32::from_le_bytes(rest[n - 4..].try_into().expect("4 bytes"));
+        u64::from(low) | u64::from(high) << 32
+    } else {
+        u64::from(rest[0]) | u64::from(rest[n / 2]) << 8 | u64::from(rest[n - 1]) << 16 | (n as u64) << 24
     }
 }
 
 impl Hasher for FastHasher {
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        let word = |chunk: &[u8]| u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        // Two words at a time in two lanes, so that the multiplies overlap.
+        let mut pairs = bytes.chunks_exact(16);
+        if pairs.len() > 0 {
+            let mut other = FastHasher { hash: SEED };
+            for pair in &mut pairs {
+                self.add(word(&pair[..8]));
+                other.add(word(&pair[8..]));
+            }
+            self.add(other.hash);
         }
-        let rest = chunks.remainder();
+        let mut rest = pairs.remainder();
+        if rest.len() >= 8 {
+            self.add(word(&rest[..8]));
+            rest = &rest[8..];
+        }
         if !rest.is_empty() {
-            // Zero-padded: callers that mix texts of several lengths hash the
-            // length too (`text_hash` does; `str`'s Hash adds a 0xff byte).
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word));
+            // Callers that mix texts of several lengths hash the length too
+            // (`text_hash` does; `str`'s Hash adds a 0xff byte).
+            self.add(tail_word(rest));
         }
     }
 
@@ -914,150 +1074,152 @@ impl<S: Text> Hash for ByText<S> {
 impl<S: Text> PartialEq for ByText<S> {
     fn eq(&self, other: &Self) -> bool {
         let (a, b) = (self.0.as_str(), other.0.as_str());
-        std::ptr::eq(a, b) || (a.len() == b.len() && self.0.text_hash() == other.0.text_hash() && a == b)
+        std::ptr::eq(a, b) || a == b
     }
 }
 
 impl<S: Text> Eq for ByText<S> {}
 
-/// The checked items of an updates dict, compared by their text.
-struct Content<'k, S>(&'k [Item<S>]);
+/// The columns and values of a checked dict, its values compared by text.
+struct Content<'k, S>(&'k [Column], &'k [Option<S>]);
 
 impl<S: Text> PartialEq for Content<'_, S> {
     fn eq(&self, other: &Self) -> bool {
-        self.0.len() == other.0.len()
-            && self.0.iter().zip(other.0).all(|(a, b)| {
-                let ((c1, v1), (c2, v2)) = (column_value(a), column_value(b));
-                c1 == c2 && v1.map(ByText) == v2.map(ByText)
-            })
+        self.0 == other.0 && self.1.iter().zip(other.1).all(|(a, b)| a.map(ByText) == b.map(ByText))
     }
 }
 
 fn plan_kind<S: Text>(checks: Checks<S>, limits: Limits) -> KindPlan<S> {
     let Checks { ready, dicts: checked, list } = checks;
-    let items_of = |d: u32| list.dicts.get(d);
     // Group the entries by their final values (the dict's content and the
     // previous status), in order of first appearance. An entry with the same
     // dict and previous status as the one before it joins its group; the
-    // others are sorted by a hash of their final values (the binding hashed
-    // every text while it was at hand): sequential work, where a hash map of
-    // 100,000 distinct updates costs a cache miss per entry. The values of two
-    // entries are compared only when their hashes are equal.
+    // others are sorted by a hash of their final values (see [`packed`]).
     let same = |a: &Ready, b: &Ready| {
-        a.previous == b.previous && (a.dict == b.dict || Content(items_of(a.dict)) == Content(items_of(b.dict)))
+        a.previous == b.previous && (a.dict == b.dict || list.dicts.content(a.dict) == list.dicts.content(b.dict))
     };
     let key = |r: &Ready| {
-        let mut hasher = FastHasher { hash: checked[r.dict as usize].content_hash };
+        let mut hasher = FastHasher { hash: list.dicts.hash(r.dict) };
         hasher.write_u64(r.previous.map_or(0, |p| u64::from(p) + 1));
         hasher.finish()
     };
     // first[i]: the first entry with the final values of entry i.
     let mut first: Vec<u32> = (0..ready.len() as u32).collect();
-    let mut keyed: Vec<(u64, u32)> = Vec::new();
+    let mut keyed: Vec<u64> = Vec::new();
     for (i, r) in ready.iter().enumerate() {
         match i.checked_sub(1) {
             Some(b) if ready[b].dict == r.dict && ready[b].previous == r.previous => first[i] = first[b],
-            _ => keyed.push((key(r), i as u32)),
+            _ => keyed.push(packed(key(r), i)),
         }
     }
     keyed.sort_unstable();
-    let mut start = 0;
-    while start < keyed.len() {
-        let hash = keyed[start].0;
-        let end = start + keyed[start..].iter().take_while(|(h, _)| *h == hash).count();
-        // By index within a hash: the first of each distinct value comes first.
-        let mut distinct: Vec<u32> = Vec::new();
-        for &(_, i) in &keyed[start..end] {
+    let mut distinct: Vec<u32> = Vec::new();
+    for run in shared_hash_runs(&keyed) {
+        // In index order: the first of each distinct value comes first.
+        distinct.clear();
+        for i in run {
             match distinct.iter().copied().find(|&f| same(&ready[f as usize], &ready[i as usize])) {
                 Some(f) => first[i as usize] = f,
                 None => distinct.push(i),
             }
         }
-        start = end;
     }
     drop(keyed);
+    // first[i] becomes the group of entry i, the groups numbered in order of
+    // first appearance (an entry's first comes before it: its group is known).
     let mut firsts: Vec<u32> = Vec::new();
-    let mut group_of: Vec<u32> = Vec::with_capacity(ready.len());
-    for (i, &f) in first.iter().enumerate() {
-        let g = if f as usize == i {
-            firsts.push(f);
+    for i in 0..first.len() {
+        let f = first[i] as usize;
+        first[i] = if f == i {
+            firsts.push(f as u32);
             (firsts.len() - 1) as u32
         } else {
-            group_of[f as usize]
+            first[f]
         };
-        group_of.push(g);
     }
-    drop(first);
-    let mut sizes = vec![0u32; firsts.len()];
+    let group_of = first;
+    let mut place = vec![0u32; firsts.len()];
     for &g in &group_of {
-        sizes[g as usize] += 1;
+        place[g as usize] += 1;
     }
-    let is_set = |g: u32| sizes[g as usize] as usize >= limits.min_group;
-
-    // The members of the set-based groups first, each group's in input order,
-    // then the rest partitioned by their columns in order of first appearance.
-    let mut members = vec![0u32; ready.len()];
-    let mut start = vec![0u32; firsts.len()];
-    let mut next = 0;
-    for (g, start) in start.iter_mut().enumerate() {
-        if is_set(g as u32) {
-            *start = next;
-            next += sizes[g];
+    // The members of the set-based groups come first, each group's in input
+    // order: a group's size becomes its first place in `members` (MAX: not
+    // set-based) and, once they are placed, the end of its members.
+    const NOT_A_SET: u32 = u32::MAX;
+    let mut set_members = 0;
+    for size in &mut place {
+        if *size as usize >= limits.min_group {
+            (*size, set_members) = (set_members, set_members + *size);
+        } else {
+            *size = NOT_A_SET;
         }
     }
-    let set_members = next as usize;
-    let mut fill = start.clone();
+    // Then the others, partitioned by their columns in order of first appearance.
+    let mask_of = |r: &Ready| {
+        checked[r.dict as usize].mask | if r.previous.is_some() { Column::PreviousStatus.bit() } else { 0 }
+    };
     let mut partition_of = vec![u32::MAX; 1 << Column::ALL.len()];
-    let mut partitions: Vec<(u16, Vec<u32>)> = Vec::new();
-    for (i, (r, &g)) in ready.iter().zip(&group_of).enumerate() {
-        if is_set(g) {
-            members[fill[g as usize] as usize] = i as u32;
-            fill[g as usize] += 1;
-            continue;
+    let mut partitions: Vec<(u16, u32)> = Vec::new();
+    for (r, &g) in ready.iter().zip(&group_of) {
+        if place[g as usize] == NOT_A_SET {
+            let mask = mask_of(r);
+            let p = &mut partition_of[mask as usize];
+            if *p == u32::MAX {
+                *p = partitions.len() as u32;
+                partitions.push((mask, 0));
+            }
+            partitions[*p as usize].1 += 1;
         }
-        let mask = checked[r.dict as usize].mask | if r.previous.is_some() { Column::PreviousStatus.bit() } else { 0 };
-        let p = &mut partition_of[mask as usize];
-        if *p == u32::MAX {
-            *p = partitions.len() as u32;
-            partitions.push((mask, Vec::new()));
-        }
-        partitions[*p as usize].1.push(i as u32);
     }
-    drop(fill);
+    let mut next_row: Vec<u32> = partitions
+        .iter()
+        .scan(set_members, |at, &(_, n)| {
+            *at += n;
+            Some(*at - n)
+        })
+        .collect();
+    let mut members = vec![0u32; ready.len()];
+    for (i, (r, &g)) in ready.iter().zip(&group_of).enumerate() {
+        let next = match place[g as usize] {
+            NOT_A_SET => &mut next_row[partition_of[mask_of(r) as usize] as usize],
+            _ => &mut place[g as usize],
+        };
+        members[*next as usize] = i as u32;
+        *next += 1;
+    }
     drop(group_of);
 
     let mut sets = Vec::new();
-    for (g, &first) in firsts.iter().enumerate() {
-        if !is_set(g as u32) {
-            continue;
-        }
+    let mut from = 0;
+    for (&first, &end) in firsts.iter().zip(&place).filter(|(_, &end)| end != NOT_A_SET) {
         let r = &ready[first as usize];
-        let mut values = Vec::with_capacity(items_of(r.dict).len() + 1);
+        let Content(columns, dict_values) = list.dicts.content(r.dict);
+        let mut values = Vec::with_capacity(columns.len() + 1);
         if let Some(p) = r.previous {
             // previous_status is the first volume column by name.
             values.push((Column::PreviousStatus, list.statuses[p as usize]));
         }
-        values.extend(items_of(r.dict).iter().map(column_value));
+        values.extend(columns.iter().copied().zip(dict_values.iter().copied()));
         let size = limits.max_params.saturating_sub(values.len()).max(1);
-        let (from, to) = (start[g] as usize, (start[g] + sizes[g]) as usize);
-        let mut at = from;
+        let (mut at, to) = (from as usize, end as usize);
         while at < to {
             let end = to.min(at.saturating_add(size));
             sets.push(SetChunk { values: values.clone(), members: at..end });
             at = end;
         }
+        from = end;
     }
 
     let mut rows = Vec::new();
-    let mut at = set_members;
-    for (mask, part) in &partitions {
+    let mut at = set_members as usize;
+    for &(mask, n) in &partitions {
         let columns: Vec<Column> = Column::ALL.iter().copied().filter(|c| mask & c.bit() != 0).collect();
         let size = (limits.max_params / (columns.len() + 1)).max(1);
-        members[at..at + part.len()].copy_from_slice(part);
-        for chunk in (at..at + part.len()).step_by(size) {
-            rows.push(RowChunk { columns: columns.clone(), members: chunk..(chunk + size).min(at + part.len()) });
+        let end = at + n as usize;
+        for chunk in (at..end).step_by(size) {
+            rows.push(RowChunk { columns: columns.clone(), members: chunk..(chunk + size).min(end) });
         }
-        at += part.len();
+        at = end;
     }
     KindPlan { count: ready.len(), sets, rows, members, ready, list }
 }
@@ -1109,14 +1271,14 @@ mod tests {
         fn add(mut self, id: &'a str, pairs: &[(&'a str, V<'a>)]) -> Self {
             let updates = UpdatesRef::Dict(self.list.dicts.push(items(pairs)));
             let id = self.id(id);
-            self.list.entries.push(Entry::Dict { id, updates });
+            self.list.entries.push(Entry::dict(id, updates));
             self
         }
 
         /// An entry sharing dict number `dict`.
         fn share(mut self, id: &'a str, dict: u32) -> Self {
             let id = self.id(id);
-            self.list.entries.push(Entry::Dict { id, updates: UpdatesRef::Dict(dict) });
+            self.list.entries.push(Entry::dict(id, UpdatesRef::Dict(dict)));
             self
         }
 
@@ -1143,7 +1305,7 @@ mod tests {
     }
 
     fn bad_shape(missing_id: bool, missing_updates: bool, unexpected: Vec<Key<&str>>) -> Entry<&str> {
-        Entry::BadShape(Box::new(BadShape { missing_id, missing_updates, unexpected }))
+        Entry::bad_shape(BadShape { missing_id, missing_updates, unexpected })
     }
 
     fn limits(max_params: usize, min_group: usize) -> Limits {
@@ -1161,7 +1323,12 @@ mod tests {
         plan.rows
             .iter()
             .map(|r| {
-                let values = (0..r.columns.len()).map(|c| plan.column(r, c).collect()).collect();
+                let mut values = vec![Vec::new(); r.columns.len()];
+                for (_, row) in plan.rows(r) {
+                    for (column, value) in values.iter_mut().zip(row) {
+                        column.push(value);
+                    }
+                }
                 (r.columns.clone(), plan.ids(r.members.clone()).collect(), values)
             })
             .collect()
@@ -1224,7 +1391,25 @@ mod tests {
             (Column::ProviderId, Some("p")),
             (Column::ReplicationStatus, Some("enabled")),
         ];
+        assert_eq!(sets(&p.volumes), vec![(values.clone(), vec!["v1", "v2", "v3"])]);
+        // In another order, as columns the binding recognised: the same values.
+        let mut b = Builder::new(&KNOWN).add("v1", &many);
+        let reversed = many.iter().rev().map(|(k, v)| Item::Column(Column::named(k).unwrap(), *v));
+        let d = b.list.dicts.push(reversed);
+        let p = plan(b.share("v2", d).share("v3", 0).volumes(), limits(100, 2)).unwrap();
         assert_eq!(sets(&p.volumes), vec![(values, vec!["v1", "v2", "v3"])]);
+    }
+
+    #[test]
+    fn vouched_ids_give_the_same_plan() {
+        let input = |distinct| {
+            let mut b = Builder::new(&KNOWN).add("v1", &ENABLED).share("v2", 0).add("v3", &ENABLED);
+            b.list.ids_distinct = distinct;
+            b.volumes()
+        };
+        let (vouched, searched) = (plan(input(true), limits(8, 2)).unwrap(), plan(input(false), limits(8, 2)).unwrap());
+        assert_eq!(sets(&vouched.volumes), sets(&searched.volumes));
+        assert_eq!(sets(&vouched.volumes)[0].1, vec!["v1", "v2", "v3"]);
     }
 
     #[test]
@@ -1378,7 +1563,7 @@ mod tests {
             service: Service::Null,
             volumes: Entries::NotAList("dict"),
             groups: Builder::new(&[])
-                .raw(Entry::NotADict("str"))
+                .raw(Entry::not_a_dict("str"))
                 .raw(bad_shape(true, true, vec![]))
                 .raw(bad_shape(false, true, unexpected))
                 .build(),
@@ -1401,8 +1586,8 @@ mod tests {
     #[test]
     fn id_and_updates_types() {
         let input = Builder::new(&KNOWN)
-            .raw(Entry::Dict { id: Id::Other("int"), updates: UpdatesRef::Other("list") })
-            .raw(Entry::Dict { id: Id::NotUtf8, updates: UpdatesRef::Other("NoneType") })
+            .raw(Entry::dict(Id::Other("int"), UpdatesRef::Other("list")))
+            .raw(Entry::dict(Id::NotUtf8, UpdatesRef::Other("NoneType")))
             .volumes();
         assert_eq!(
             refused(input),
@@ -1458,10 +1643,8 @@ mod tests {
         let on = list.dicts.push(pairs(vec![(Key::Str(c("replication_status")), Scalar::Str(c("enabled")))]));
         let off = list.dicts.push(pairs(vec![(Key::Str(c("replication_status")), Scalar::Str(c("disabled")))]));
         let status = list.dicts.push(pairs(vec![(Key::Str(c("status")), Scalar::Str(c("available")))]));
-        let entry = |id, dict, current| Entry::Dict {
-            id: Id::Str { id: c(id), current: Some(current) },
-            updates: UpdatesRef::Dict(dict),
-        };
+        let entry =
+            |id, dict, current| Entry::dict(Id::Str { id: c(id), current: Some(current) }, UpdatesRef::Dict(dict));
         for (id, dict, current) in [("a", on, 0), ("b", off, 0), ("c", on, 0), ("d", off, 0), ("e", status, 0)] {
             list.entries.push(entry(id, dict, current));
         }
@@ -1503,7 +1686,7 @@ mod tests {
         let mut list = List::default();
         let updates = UpdatesRef::Dict(list.dicts.push(dict));
         list.statuses.push(None);
-        list.entries.push(Entry::Dict { id: Id::Str { id: "v1", current: Some(0) }, updates });
+        list.entries.push(Entry::dict(Id::Str { id: "v1", current: Some(0) }, updates));
         let input = Input { service: Service::Null, volumes: Entries::List(list), groups: Entries::empty() };
         let allowed = "allowed: provider_auth, provider_id, provider_location, replication_driver_data, \
                        replication_extended_status, replication_status, status";
@@ -1550,7 +1733,7 @@ mod tests {
     fn only_fifty_problems_are_written_out() {
         let mut b = Builder::new(&[]);
         for _ in 0..120 {
-            b = b.raw(Entry::NotADict("int"));
+            b = b.raw(Entry::not_a_dict("int"));
         }
         let Err(Error::DriverAnswer { message, details }) = plan(b.volumes(), limits(8, 1)) else { panic!() };
         assert_eq!(message, "the driver's answer was refused: 120 problem(s); nothing was written");
@@ -1585,6 +1768,8 @@ mod tests {
             (0..10_000).map(|i| format!("vol-{i}")).collect::<Vec<_>>(),
             (0..10_000).map(|i| "x".repeat(i)).collect(),
             (0..10_000).map(|i| format!("{i:036}")).collect(),
+            // The counter straddles two words.
+            (0..10_000).map(|i| format!("pair-{i:06}")).collect(),
         ] {
             let hashes: Vec<u64> = texts.iter().map(|t| text_hash(t)).collect();
             assert_eq!(hashes.iter().collect::<HashSet<_>>().len(), 10_000);
