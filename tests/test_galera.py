@@ -18,12 +18,12 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from scenario import cluster, journal, row, stopped_service
 from support import galera
+from support.hook_processes import SCRIPT, cluster_with_volumes, env, start_members, volume_statuses
 
 from cinder_promote.db import seed
 from cinder_promote.db.connect import open_engine
@@ -32,8 +32,6 @@ from cinder_promote.fence import Busy, Lease, acquire
 from cinder_promote.reset import build_request, reset_active_backend
 from cinder_promote.target import resolve
 
-TESTS = Path(__file__).parent
-SCRIPT = str(Path(sys.executable).parent / "cinder-promote")
 NODES = (1, 2, 3)
 FENCE_ROUNDS = 300
 RESET_ROUNDS = 100
@@ -51,13 +49,6 @@ def nodes(galera_url):
     yield engines
     for engine in engines.values():
         engine.dispose()
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
-    env.pop("CINDER_PROMOTE_DB_URL", None)
-    return env
 
 
 def _race(rounds: int, attempt) -> list[list[object]]:
@@ -159,38 +150,21 @@ def test_reset_race_across_nodes(nodes, caplog):
           f" {_lost_races(caplog)} lost at COMMIT or later and retried")
 
 
-def _statuses(engine) -> dict[str, int]:
-    with engine.connect() as conn:
-        return dict(conn.execute(sa.text(
-            "SELECT replication_status, count(*) FROM volumes WHERE deleted = :f GROUP BY replication_status"),
-            {"f": False}).all())
-
-
 def test_hook_from_members_on_different_nodes(galera_url, tmp_path):
     """Three members of a cluster start at once, each through its own node: the driver runs once."""
     db = galera.engine_on(galera_url, 1)
     members = [f"node-{n}@be" for n in NODES]
-    cid = cluster(db, "gold@be", members, replication_status="enabled", active_backend_id=None)
-    with db.begin() as conn:
-        seed.add_volumes(conn, (seed.volume_row(f"{members[i % 3]}#p", cluster_name="gold@be#p",
-                                                replication_status="failed-over") for i in range(3000)))
+    cid = cluster_with_volumes(db, members, 3000)
     markers = tmp_path / "markers"
     markers.mkdir()
-    procs = [
-        subprocess.Popen(
-            [SCRIPT, "--db-url", galera.on_node(galera_url, n), "update-host-replication", "--backend-host", host,
-             "--driver", "hook_drivers:DistinctDriver", "--driver-option", f"marker_dir={markers}",
-             "--driver-option", "delay=3", "--format", "json", "--quiet"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
-        for n, host in zip(NODES, members)
-    ]
+    procs = start_members([(galera.on_node(galera_url, n), host) for n, host in zip(NODES, members)], markers)
     results = [(p.wait(timeout=180), *p.communicate()) for p in procs]
     assert [code for code, _, _ in results] == [0] * 3, results
     assert sorted(json.loads(out)["outcome"] for _, out, _ in results) == ["done", "fenced", "fenced"]
     assert len(list(markers.iterdir())) == 1, "the driver ran exactly once"
     for n in NODES:
         engine = galera.engine_on(galera_url, n)
-        assert _statuses(engine) == {"enabled": 3000}, f"node {n}"
+        assert volume_statuses(engine) == {"enabled": 3000}, f"node {n}"
         assert row(engine, "clusters", cid)["replication_status"] == "enabled", "no fence left"
         engine.dispose()
     assert [e["state"] for e in journal(db)] == ["done"]
@@ -225,7 +199,7 @@ def test_node_killed_while_the_hook_writes(galera_url):
         seed.add_volumes(conn, (seed.volume_row(f"node-b@be#p{i % 3}", replication_status="failed-over")
                                 for i in range(30000)))
     victim = subprocess.Popen([sys.executable, "-c", VICTIM, galera.on_node(galera_url, 2), str(lease)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
     killed = False
     try:
         seen = []
@@ -246,7 +220,7 @@ def test_node_killed_while_the_hook_writes(galera_url):
 
         survivors = {n: galera.engine_on(galera_url, n) for n in (1, 3)}
         for n, engine in survivors.items():
-            assert _statuses(engine) == {"failed-over": 30000}, f"node {n}: the write must be all or nothing"
+            assert volume_statuses(engine) == {"failed-over": 30000}, f"node {n}: the write must be all or nothing"
         [first] = journal(db)
         assert first["state"] == "running" and first["holder"] == "volume-b.example:4242"
         assert row(db, "services", sid)["replication_status"] == "updating", "the fence stays until its lease expires"
@@ -254,11 +228,11 @@ def test_node_killed_while_the_hook_writes(galera_url):
         command = [SCRIPT, "--db-url", galera.on_node(galera_url, 3), "update-host-replication",
                    "--backend-host", "node-b@be", "--driver", "hook_drivers:DistinctDriver", "--format", "json",
                    "--quiet"]
-        early = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=300)
+        early = subprocess.run(command, capture_output=True, text=True, env=env(), timeout=300)
         assert early.returncode == 0, early.stderr
         if json.loads(early.stdout)["outcome"] == "fenced":  # the lease may run out while this process starts
             time.sleep(lease + 1)
-            again = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=300)
+            again = subprocess.run(command, capture_output=True, text=True, env=env(), timeout=300)
         else:
             again = early
         assert again.returncode == 0, again.stderr
@@ -266,7 +240,7 @@ def test_node_killed_while_the_hook_writes(galera_url):
         assert out["outcome"] == "done" and out["taken_over_from"] == first["id"]
         assert out["status_before"] == "enabled"
         for n, engine in survivors.items():
-            assert _statuses(engine) == {"enabled": 30000}, f"node {n}"
+            assert volume_statuses(engine) == {"enabled": 30000}, f"node {n}"
             engine.dispose()
         assert row(db, "services", sid)["replication_status"] == "enabled"
         assert [e["state"] for e in journal(db)] == ["taken-over", "done"]
@@ -277,7 +251,7 @@ def test_node_killed_while_the_hook_writes(galera_url):
         if killed:
             galera.start_node(2)
     rejoined = galera.engine_on(galera_url, 2)
-    assert _statuses(rejoined) == {"enabled": 30000}, "the killed node rejoined with the cluster's state"
+    assert volume_statuses(rejoined) == {"enabled": 30000}, "the killed node rejoined with the cluster's state"
     rejoined.dispose()
     db.dispose()
 
@@ -325,7 +299,7 @@ def test_hook_write_refused_at_commit_is_written_again(galera_url, caplog):
     assert conflicts == [ids[0]], "the conflicting commit happened"
     assert any("the write of service 'node-b@be' lost a race" in r.getMessage() for r in caplog.records)
     assert result.outcome == "done" and result.volumes_updated == 3000
-    assert _statuses(db) == {"enabled": 3000}, "the second attempt wrote everything"
+    assert volume_statuses(db) == {"enabled": 3000}, "the second attempt wrote everything"
     assert row(db, "services", sid)["replication_status"] == "enabled"
     assert [e["state"] for e in journal(db)] == ["done"]
     db.dispose()
@@ -347,7 +321,7 @@ def test_hook_write_refused_at_every_commit_writes_nothing(galera_url):
         engine.dispose()
         other.dispose()
     assert len(conflicts) == RACE_ATTEMPTS, "every attempt was refused at COMMIT"
-    assert _statuses(db) == {"failed-over": 300}, "nothing of the driver's answer was written"
+    assert volume_statuses(db) == {"failed-over": 300}, "nothing of the driver's answer was written"
     assert row(db, "services", sid)["replication_status"] == "error", "the fence was released to 'error'"
     [entry] = journal(db)
     assert entry["state"] == "failed" and "while committing" in entry["error"]

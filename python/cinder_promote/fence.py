@@ -129,7 +129,7 @@ def acquire(engine: Engine, target: Target, *, holder: str, lease_seconds: float
             if not lost_race(exc):
                 raise
             LOG.info("taking the fence on %s lost a race (%s); reading it again", target.label,
-                     getattr(exc, "orig", exc))
+                     database_message(engine, exc))
             outcome = None
         if outcome is not None:
             return outcome
