@@ -82,8 +82,12 @@ def _cinder_loop(benchmark, database: rig.Seeded, dialect: str, workdir) -> None
     loop = rig.CinderLoop(database.url, workdir)
     results = []
     try:
-        benchmark.pedantic(lambda tag: results.append(loop.run(tag)), setup=lambda: ((rig.new_tag(),), {}),
-                           rounds=ROUNDS, warmup_rounds=WARMUP_ROUNDS)
+        def setup():
+            database.settle()
+            return (rig.new_tag(),), {}
+
+        benchmark.pedantic(lambda tag: results.append(loop.run(tag)), setup=setup, rounds=ROUNDS,
+                           warmup_rounds=WARMUP_ROUNDS)
     finally:
         loop.close()
     assert len(results) == ROUNDS + WARMUP_ROUNDS
