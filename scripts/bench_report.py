@@ -175,7 +175,9 @@ class Report:
                  "- Rounds never reuse a written table: PostgreSQL leaves a dead row version behind each UPDATE and InnoDB"
                  " skips rows whose values do not change. SQLite and PostgreSQL rounds get a fresh copy of the seeded"
                  " database (file copy; `CREATE DATABASE ... TEMPLATE`), MariaDB rounds share one database, and every"
-                 " round writes values no earlier round wrote. Seeded tables are analyzed, as autovacuum would have done.",
+                 " round writes values no earlier round wrote. Seeded tables are analyzed, as autovacuum would have done."
+                 " Before each timed round the copy is written out (`CHECKPOINT` on PostgreSQL, then `sync`), so"
+                 " that no round pays for the write-back of what preparing it, or an earlier round, left in memory.",
                  "- The data: a stopped, promoted service `bench-node@bench` whose volumes (four pools) and groups are"
                  " `failed-over`; the reference driver answers a distinct pair per volume (`replication_status`,"
                  " `replication_driver_data`, `replication_extended_status`) and one shared update for the groups.",
