@@ -101,6 +101,9 @@ def test_no_hook_method_writes_nothing(db):
 BAD_ANSWERS = {
     "foreign id": (lambda ids: lambda v, g: (None, [{"volume_id": ids["foreign"], "updates": {"status": "error"}}], None),
                    "volume_updates[0]: volume '{foreign}' is not a live volume of this backend (it belongs to host 'node-c@be#pool0')"),
+    # The id runs to the last quote: a reason found for the part before its first quote would name another volume.
+    "quote in id": (lambda ids: lambda v, g: (None, [{"volume_id": ids["foreign"] + "'x", "updates": {"status": "error"}}], None),
+                    "volume_updates[0]: volume '{foreign}'x' is not a live volume of this backend (no such id)"),
     "deleted id": (lambda ids: lambda v, g: (None, [{"volume_id": ids["deleted"], "updates": {"status": "error"}}], None),
                    "volume_updates[0]: volume '{deleted}' is not a live volume of this backend (it is deleted)"),
     "unknown key": (lambda ids: lambda v, g: (None, [{"volume_id": v[1].id, "updates": {"size": "2"}}], None),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -214,14 +215,23 @@ def _unpack(answer: Any) -> tuple[Any, Any, Any]:
     return answer[0], answer[1], answer[2]
 
 
+# The planner's line for an id that is not a live row of this backend (planner.rs,
+# _reference.py); the id is everything between the quotes, quotes inside it included.
+_NOT_OURS = re.compile(r"(volume|group)_updates\[\d+\]: (?:volume|group) '(.*)' is not a live (?:volume|group) of this backend")
+
+
+def _not_ours(line: str) -> tuple[str, str] | None:
+    """(table, id) of a planner line about an id that is not ours, else None."""
+    match = _NOT_OURS.fullmatch(line)
+    return None if match is None else (f"{match.group(1)}s", match.group(2))
+
+
 def _explain_unknown_ids(engine: Engine, details: list[str]) -> list[str]:
     """Add to 'not a live volume of this backend' lines why: deleted, elsewhere, or absent."""
-    marker = " is not a live "
     wanted: dict[str, list[str]] = {"volumes": [], "groups": []}
     for line in details:
-        if marker in line and line.startswith(("volume_updates[", "group_updates[")):
-            table = "volumes" if line.startswith("volume") else "groups"
-            wanted[table].append(line.split("'")[1])
+        if (found := _not_ours(line)) is not None:
+            wanted[found[0]].append(found[1])
     if not any(wanted.values()):
         return details
     try:
@@ -231,11 +241,9 @@ def _explain_unknown_ids(engine: Engine, details: list[str]) -> list[str]:
         return details
     explained = []
     for line in details:
-        if marker in line and line.startswith(("volume_updates[", "group_updates[")):
-            table = "volumes" if line.startswith("volume") else "groups"
-            reason = why.get(table, {}).get(line.split("'")[1])
-            line = f"{line} ({reason})" if reason else line
-        explained.append(line)
+        found = _not_ours(line)
+        reason = why.get(found[0], {}).get(found[1]) if found is not None else None
+        explained.append(f"{line} ({reason})" if reason else line)
     return explained
 
 
