@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: demo test install venv system-deps servers cinder-venv rust-test pytest stubtest bench bench-report clean
+.PHONY: demo test install venv system-deps servers cinder-venv rust-test pytest stubtest typecheck bench bench-report clean
 
 # Run the demo on the embedded SQLite default: no server, no Cinder install.
 demo: install
@@ -14,7 +14,7 @@ demo: install
 
 # Everything the tests need, then every test: Rust, stubs, and pytest on
 # SQLite, PostgreSQL and MariaDB with Cinder 29.0.0's own schema.
-test: system-deps install rust-test stubtest cinder-venv
+test: system-deps install rust-test stubtest typecheck cinder-venv
 	@servers_env="$$(scripts/servers start)" || { echo "scripts/servers start failed" >&2; exit 1; }; \
 	  eval "$$servers_env"; $(PY) -m pytest $(PYTEST_ARGS)
 
@@ -40,6 +40,10 @@ rust-test:
 
 stubtest: install
 	$(PY) -m mypy.stubtest cinder_promote._native
+
+# The package's own annotations (py.typed: drivers import it), as pyproject's [tool.mypy] says.
+typecheck: install
+	$(PY) -m mypy
 
 # The benches (benches/, pytest-benchmark): never part of `make test`.
 # bench-report also rewrites docs/benchmarks.md and its charts from the run.

@@ -23,7 +23,7 @@ from .db import journal, queries
 from .db.connect import RACE_ATTEMPTS, database_message, lost_race, private_engine, race_backoff
 from .engine import FENCE_STATUS
 from .errors import Refused
-from .models import utcnow
+from .models import ClusterRow, ServiceRow, utcnow
 from .native_threads import native_threading
 from .target import Target
 
@@ -62,7 +62,7 @@ def fence_on(conn: Connection, target_kind: str, target: str, replication_status
         return None
     running = journal.running_entries(conn, target_kind, target)
     live = [e for e in running if e.lease_is_live(now)]
-    newest = (live or running or [None])[0]
+    newest = live[0] if live else running[0] if running else None
     return Fence(
         target_kind=target_kind,
         target=target,
@@ -101,8 +101,9 @@ class Busy:
     fence: Fence
 
 
-def _status_row(conn: Connection, target: Target):
+def _status_row(conn: Connection, target: Target) -> ServiceRow | ClusterRow:
     """Re-read the row that carries the fence: the cluster's, or the service's."""
+    rows: list[ServiceRow | ClusterRow]
     if target.cluster is not None:
         rows = [c for c in queries.volume_clusters(conn, target.cluster.name) if c.id == target.cluster.id]
     else:

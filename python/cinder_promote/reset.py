@@ -114,7 +114,7 @@ def _written_columns(request: ResetRequest) -> dict[str, Any]:
 def _change(table: str, row: ServiceRow | ClusterRow, name: str, request: ResetRequest) -> RowChange:
     after = _written_columns(request)
     before = {k: getattr(row, k) for k in after}
-    expected = {
+    expected: dict[str, Any] = {
         "replication_status": row.replication_status,
         "active_backend_id": row.active_backend_id,
         "disabled": row.disabled,

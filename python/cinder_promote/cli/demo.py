@@ -89,9 +89,10 @@ def demo_command(
         for number, selector, name in (("6", "--backend-host", story.STANDALONE), ("7", "--cluster", story.CLUSTER)):
             _step(f"{number}. The services start: the startup hook lets the driver pair every volume with C",
                   f"update-host-replication {selector} {name} --driver {driver} --driver-option replication_target=backend-c")
-            options = {"backend_host": name, "cluster": None} if selector == "--backend-host" else {"backend_host": None, "cluster": name}
+            standalone = selector == "--backend-host"
             render_hook(run_offline(engine, driver, {"replication_target": "backend-c"},
-                                    service_down_time=DEFAULT_SERVICE_DOWN_TIME, **options))
+                                    backend_host=name if standalone else None, cluster=None if standalone else name,
+                                    service_down_time=DEFAULT_SERVICE_DOWN_TIME))
 
         _step("8. B is the primary and replicates to C; the admin now thaws and re-enables the services", "status")
         render_status(collect(engine, service_down_time=DEFAULT_SERVICE_DOWN_TIME))

@@ -61,10 +61,10 @@ def render_status(report: StatusReport) -> None:
         table = new_table("Clusters", "name", "members", "state", "heartbeat", "disabled", "frozen",
                           "replication", "active backend", "fence", "volumes", "groups")
         for c in report.clusters:
-            r = c.row
-            disabled = show(bool(r.disabled)) + (f" ({r.disabled_reason})" if r.disabled_reason else "")
-            table.add_row(r.name, ", ".join(c.members) or "-", "up" if c.up else "down", _age(c.heartbeat_age_s),
-                          disabled, show(bool(r.frozen)), show(r.replication_status), show(r.active_backend_id),
+            cr = c.row
+            disabled = show(bool(cr.disabled)) + (f" ({cr.disabled_reason})" if cr.disabled_reason else "")
+            table.add_row(cr.name, ", ".join(c.members) or "-", "up" if c.up else "down", _age(c.heartbeat_age_s),
+                          disabled, show(bool(cr.frozen)), show(cr.replication_status), show(cr.active_backend_id),
                           _fence(c.fence), counts(c.volumes), counts(c.groups))
         out.print(table)
 

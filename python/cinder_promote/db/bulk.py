@@ -20,7 +20,7 @@ import itertools
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -76,6 +76,13 @@ def uses_asyncpg(engine: Engine) -> bool:
     except ImportError:
         return False
     return True
+
+
+class Executes(Protocol):
+    """What the small write helpers (journal, compare-and-swap) need: a SQLAlchemy
+    Connection, or the Writer of the hook's write transaction."""
+
+    def execute(self, statement: Any, params: Any = None, /) -> Any: ...
 
 
 class Writer:

@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from .schema import journal
+
+if TYPE_CHECKING:
+    from .bulk import Executes
 
 RUNNING, DONE, FAILED, TAKEN_OVER = "running", "done", "failed", "taken-over"
 
@@ -92,7 +95,9 @@ def insert(
             undo_of=undo_of,
         )
     )
-    return int(result.inserted_primary_key[0])
+    key = result.inserted_primary_key
+    assert key is not None  # one row inserted
+    return int(key[0])
 
 
 def running_entries(conn: Connection, target_kind: str, target: str) -> list[JournalEntry]:
@@ -153,7 +158,7 @@ def renew(conn: Connection, entry_id: int, holder: str, lease_expires_at: dateti
 
 
 def finish(
-    conn: Connection, entry_id: int, holder: str, *, state: str, now: datetime,
+    conn: Executes, entry_id: int, holder: str, *, state: str, now: datetime,
     after: Any = None, counts: Any = None, error: str | None = None,
 ) -> bool:
     """End a running entry we hold; False when it is no longer ours (taken over)."""

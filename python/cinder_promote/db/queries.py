@@ -10,7 +10,7 @@ import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -18,6 +18,9 @@ from sqlalchemy.engine import Connection
 from ..models import VOLUME_BINARY, ClusterRow, GroupRecord, Record, ServiceRow, VolumeRecord, record_type
 from ..native_threads import native_threading
 from .schema import clusters, groups, services, volumes
+
+if TYPE_CHECKING:
+    from .bulk import Executes
 
 _SERVICE_COLUMNS = [getattr(services.c, f) for f in ServiceRow.__dataclass_fields__]
 _CLUSTER_COLUMNS = [getattr(clusters.c, f) for f in ClusterRow.__dataclass_fields__]
@@ -91,7 +94,7 @@ def _equals(column: sa.Column, value: Any) -> sa.ColumnElement[bool]:
 
 
 def compare_and_swap(
-    conn: Connection, table_name: str, row_id: int, expected: Mapping[str, Any], new: Mapping[str, Any]
+    conn: Executes, table_name: str, row_id: int, expected: Mapping[str, Any], new: Mapping[str, Any]
 ) -> bool:
     """`UPDATE table SET new WHERE id = row_id AND <every expected value still holds>`.
 
@@ -307,13 +310,13 @@ def describe_ids(conn: Connection, table_name: str, ids: list[str]) -> dict[str,
 
 
 def set_replication(
-    conn: Connection, table_name: str, row_id: int, *, expected_status: str | None, values: Mapping[str, Any]
+    conn: Executes, table_name: str, row_id: int, *, expected_status: str | None, values: Mapping[str, Any]
 ) -> bool:
     """Fence and release: a compare-and-swap on replication_status alone."""
     return compare_and_swap(conn, table_name, row_id, {"replication_status": expected_status}, values)
 
 
-def update_members(conn: Connection, cluster_name: str, values: Mapping[str, Any]) -> int:
+def update_members(conn: Executes, cluster_name: str, values: Mapping[str, Any]) -> int:
     query = (
         sa.update(services)
         .where(services.c.binary == VOLUME_BINARY, _not_deleted(services), services.c.cluster_name == cluster_name)

@@ -48,7 +48,9 @@ def add_service(conn: Connection, host: str, *, now: datetime | None = None, **v
         "replication_status": "disabled", "frozen": False, "uuid": str(uuid.uuid4()),
     }
     row.update(values)
-    return int(conn.execute(services.insert().values(**row)).inserted_primary_key[0])
+    key = conn.execute(services.insert().values(**row)).inserted_primary_key
+    assert key is not None  # one row inserted
+    return int(key[0])
 
 
 def add_cluster(conn: Connection, name: str, *, now: datetime | None = None, **values: Any) -> int:
@@ -58,7 +60,9 @@ def add_cluster(conn: Connection, name: str, *, now: datetime | None = None, **v
         "disabled": False, "race_preventer": 0, "replication_status": "disabled", "frozen": False,
     }
     row.update(values)
-    return int(conn.execute(clusters.insert().values(**row)).inserted_primary_key[0])
+    key = conn.execute(clusters.insert().values(**row)).inserted_primary_key
+    assert key is not None  # one row inserted
+    return int(key[0])
 
 
 def volume_row(host: str, *, now: datetime | None = None, **values: Any) -> dict[str, Any]:
