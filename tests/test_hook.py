@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -87,6 +87,27 @@ def test_service_update_sets_status_and_backend(db):
     assert result.outcome == "done" and result.status_after == "failed-over"
     service = row(db, "services", sid)
     assert (service["replication_status"], service["active_backend_id"]) == ("failed-over", "backend-c")
+
+
+def test_driver_sees_python_values_on_every_database(db):
+    """Records are read straight from each database driver's cursor: every column must still
+    read as Cinder's objects give it (bool, int, naive datetime), whatever the database stores."""
+    _backend(db, n_volumes=3, n_groups=1)
+    seen = {}
+
+    def answer(vols, groups):
+        seen["volume"], seen["group"] = vols[0], groups[0]
+        return None, [], None
+
+    assert update_host_replication(db, AnswerDriver(answer), host=HOST).outcome == "done"
+    volume, group = seen["volume"], seen["group"]
+    for record in (volume, group):
+        assert record.deleted is False and record.deleted_at is None
+        assert isinstance(record.created_at, datetime) and record.created_at.tzinfo is None
+        assert record["host"] == record.host and record.host.startswith(HOST)
+    assert volume.multiattach is False and volume.bootable is False and volume.use_quota is True
+    assert type(volume.size) is int and volume.size == 1
+    assert volume.name == f"volume-{volume.id}"
 
 
 def test_no_hook_method_writes_nothing(db):

@@ -131,8 +131,9 @@ LOAD_BATCH = 10_000
 _cursor_names = itertools.count(1)
 # Database drivers whose rows are read straight from their cursor: psycopg2
 # gives every column its Python type; sqlite3 gives timestamps as text and
-# booleans as integers, which the records convert when a column is read.
-_RAW_DRIVERS = ("psycopg2", "pysqlite")
+# booleans as integers, PyMySQL booleans as integers, which the records
+# convert when a column is read.
+_RAW_DRIVERS = ("psycopg2", "pysqlite", "pymysql")
 
 
 def _driver_batches(conn: Connection, query: sa.Select) -> Iterator[Sequence[Any]]:
@@ -144,9 +145,17 @@ def _driver_batches(conn: Connection, query: sa.Select) -> Iterator[Sequence[Any
     if conn.dialect.driver == "psycopg2":
         yield from _fetched_ahead(raw, str(compiled), compiled.params)
         return
-    # sqlite3 steps through the result as rows are fetched
-    cursor = raw.cursor()
-    cursor.execute(str(compiled), [compiled.params[name] for name in compiled.positiontup or ()])
+    # sqlite3 steps through the result as rows are fetched; PyMySQL does with its unbuffered cursor
+    # (which holds the connection until the last row is read or the cursor closed, below).
+    if conn.dialect.driver == "pymysql":
+        from pymysql.cursors import SSCursor
+
+        cursor = raw.cursor(SSCursor)
+    else:
+        cursor = raw.cursor()
+    # sqlite3's parameters are positional (qmark), PyMySQL's named (pyformat).
+    params = tuple(compiled.params[name] for name in compiled.positiontup or ()) if compiled.positional else compiled.params
+    cursor.execute(str(compiled), params)
     try:
         while rows := cursor.fetchmany(LOAD_BATCH):
             yield rows
