@@ -195,7 +195,7 @@ class Report:
             if h:
                 rows.append((f"Whole hook at {h['ours']['extra_info']['volumes']:,} volumes, {LABELS[dialect]}",
                              ">= 100x Cinder's rows/s",
-                             f"{h['ratio']:,.0f}x ({h['ours_rate']:,.0f} vs {h['cinder_rate']:,.0f} rows/s)",
+                             f"{h['ratio']:,.1f}x ({h['ours_rate']:,.0f} vs {h['cinder_rate']:,.0f} rows/s)",
                              h["ratio"] >= 100, "`pytest benches/test_hook.py`"))
         for dialect in DIALECTS:
             w = write.get((dialect, "distinct"))
@@ -249,7 +249,7 @@ class Report:
             self.add(f"| {LABELS[dialect]} | {o['extra_info']['volumes']:,} volumes + {o['extra_info']['groups']} groups in"
                      f" {seconds(median(o))}: {h['ours_rate']:,.0f} rows/s | {c['extra_info']['volumes']:,} volumes +"
                      f" {c['extra_info']['groups']} groups in {seconds(median(c))}: {h['cinder_rate']:,.0f} rows/s |"
-                     f" {h['ratio']:,.0f}x |")
+                     f" {h['ratio']:,.1f}x |")
         self.add("", "Phases of the hook (medians, seconds):", "", "| database | fence | load | driver | plan | apply |",
                  "| --- | --- | --- | --- | --- | --- |")
         for dialect, h in hook.items():
@@ -268,7 +268,7 @@ class Report:
             p = h["ours"]["extra_info"]["phases_s"]
             rest = sum(v for k, v in p.items() if k != "apply")
             notes.append(
-                f"- **{LABELS[dialect]} misses the 100x target** ({h['ratio']:.0f}x). The write phase alone is bounded by the"
+                f"- **{LABELS[dialect]} misses the 100x target** ({h['ratio']:.1f}x). The write phase alone is bounded by the"
                 f" database's own cost of updating Cinder's `volumes` rows: the floor method ({w['best']['extra_info']['method']},"
                 f" nothing else) writes {floor_rate:,.0f} rows/s in this run, {floor_rate / h['cinder_rate']:.0f}x Cinder's loop: at"
                 f" 100x Cinder's loop the whole hook has {rows / (100 * h['cinder_rate']):.2f} s, of which the floor's write"
@@ -423,7 +423,7 @@ def charts(run: dict, benchmarks: list[dict], out: Path) -> None:
     ax.bar([i - 0.2 for i in x], [h["ours_rate"] for h in hook.values()], 0.4, label="cinder-promote hook")
     ax.bar([i + 0.2 for i in x], [h["cinder_rate"] for h in hook.values()], 0.4, label="Cinder's per-object loop")
     for i, h in enumerate(hook.values()):
-        ax.text(i, h["ours_rate"] * 1.1, f"{h['ratio']:.0f}x", ha="center", fontsize=9)
+        ax.text(i, h["ours_rate"] * 1.1, f"{h['ratio']:.1f}x", ha="center", fontsize=9)
     ax.set_yscale("log")
     ax.set_ylim(top=max((h["ours_rate"] for h in hook.values()), default=1) * 20)  # room for the labels and legend
     ax.set_xticks(list(x), names)
