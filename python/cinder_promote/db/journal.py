@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from .schema import journal
+from .schema import inserted_id, journal
 
 if TYPE_CHECKING:
     from .bulk import Executes
@@ -95,9 +95,7 @@ def insert(
             undo_of=undo_of,
         )
     )
-    key = result.inserted_primary_key
-    assert key is not None  # one row inserted
-    return int(key[0])
+    return inserted_id(result)
 
 
 def running_entries(conn: Connection, target_kind: str, target: str) -> list[JournalEntry]:

@@ -154,7 +154,8 @@ def _driver_batches(conn: Connection, query: sa.Select) -> Iterator[Sequence[Any
     else:
         cursor = raw.cursor()
     # sqlite3's parameters are positional (qmark), PyMySQL's named (pyformat).
-    params = tuple(compiled.params[name] for name in compiled.positiontup or ()) if compiled.positional else compiled.params
+    params = (tuple(compiled.params[name] for name in compiled.positiontup or ()) if compiled.positional
+              else compiled.params)
     cursor.execute(str(compiled), params)
     try:
         while rows := cursor.fetchmany(LOAD_BATCH):

@@ -9,6 +9,8 @@ write `services.updated_at`, the heartbeat, by accident.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
@@ -149,3 +151,11 @@ journal = sa.Table(
     sa.Column("undo_of", sa.Integer),
     sa.Index("cinder_promote_journal_target_idx", "target_kind", "target", "state"),
 )
+
+
+def inserted_id(result: Any) -> int:
+    """The integer primary key of the one row an INSERT wrote."""
+    key = result.inserted_primary_key
+    if key is None:  # pragma: no cover - every INSERT here writes exactly one row
+        raise RuntimeError("the INSERT returned no primary key")
+    return int(key[0])

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..models import VOLUME_BINARY, utcnow
-from .schema import clusters, groups, services, volumes
+from .schema import clusters, groups, inserted_id, services, volumes
 
 DEFAULT_VOLUME_TYPE_ID = "00000000-0000-4000-8000-000000000001"
 
@@ -48,9 +48,7 @@ def add_service(conn: Connection, host: str, *, now: datetime | None = None, **v
         "replication_status": "disabled", "frozen": False, "uuid": str(uuid.uuid4()),
     }
     row.update(values)
-    key = conn.execute(services.insert().values(**row)).inserted_primary_key
-    assert key is not None  # one row inserted
-    return int(key[0])
+    return inserted_id(conn.execute(services.insert().values(**row)))
 
 
 def add_cluster(conn: Connection, name: str, *, now: datetime | None = None, **values: Any) -> int:
@@ -60,9 +58,7 @@ def add_cluster(conn: Connection, name: str, *, now: datetime | None = None, **v
         "disabled": False, "race_preventer": 0, "replication_status": "disabled", "frozen": False,
     }
     row.update(values)
-    key = conn.execute(clusters.insert().values(**row)).inserted_primary_key
-    assert key is not None  # one row inserted
-    return int(key[0])
+    return inserted_id(conn.execute(clusters.insert().values(**row)))
 
 
 def volume_row(host: str, *, now: datetime | None = None, **values: Any) -> dict[str, Any]:
