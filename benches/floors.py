@@ -19,11 +19,15 @@ UPDATE ... WHERE id IN the named ids ("by-ids": chunks of the bind limit; on
 PostgreSQL one `id = ANY($1)` array), which is what the hook must do: it
 writes exactly the rows the driver named (SPEC section 5), not a host; on
 PostgreSQL also "by-ids-keys", the same with `deleted = false` in the SET list.
+On MariaDB two other ways of naming the ids in one set-based UPDATE: a MEMORY
+temporary table of the ids joined to volumes ("by-ids-temp"), and the ids as
+one JSON array joined through `JSON_TABLE` ("by-ids-json").
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import itertools
 import sqlite3
 from collections.abc import Callable
@@ -153,6 +157,21 @@ def prepare_mysql(url: str, method: str, columns: list[str], rows: Rows, host: s
                         ids = [r[0] for r in rows[start:start + size]]
                         written += cur.execute(f"UPDATE volumes SET {sets} WHERE deleted = 0 AND id IN"
                                                f" ({', '.join(['%s'] * len(ids))})", (*same.values(), *ids))
+                elif same is not None and method == "by-ids-temp":
+                    cur.execute("CREATE TEMPORARY TABLE floor_ids (PRIMARY KEY (id)) ENGINE=MEMORY"
+                                " SELECT id FROM volumes WHERE 1 = 0")
+                    cur.executemany("INSERT INTO floor_ids (id) VALUES (%s)", [r[:1] for r in rows])
+                    sets = ", ".join(f"t.{c} = %s" for c in same)
+                    written = cur.execute(f"UPDATE volumes t JOIN floor_ids k ON t.id = k.id SET {sets}"
+                                          " WHERE t.deleted = 0", tuple(same.values()))
+                    cur.execute("DROP TEMPORARY TABLE floor_ids")
+                elif same is not None and method == "by-ids-json":
+                    # The column's character set is the key's, or the join could not use it.
+                    sets = ", ".join(f"t.{c} = %s" for c in same)
+                    written = cur.execute(
+                        "UPDATE JSON_TABLE(%s, '$[*]' COLUMNS (id VARCHAR(36) CHARACTER SET utf8mb3 PATH '$')) AS j"
+                        f" JOIN volumes t ON t.id = j.id SET {sets} WHERE t.deleted = 0",
+                        (json.dumps([r[0] for r in rows]), *same.values()))
                 elif same is not None:
                     sets = ", ".join(f"{c} = %s" for c in same)
                     where = HOST_WHERE.format(false=0, host=host).replace("%", "%%")
@@ -175,4 +194,4 @@ def prepare_mysql(url: str, method: str, columns: list[str], rows: Rows, host: s
 PREPARE = {"sqlite": prepare_sqlite, "postgresql": prepare_postgresql, "mysql": prepare_mysql}
 METHODS = {"sqlite": ["values", "executemany"], "postgresql": ["copy", "copy-keys", "unnest"], "mysql": ["temp-table"]}
 SAME_METHODS = ["set-based", "by-ids"]
-SAME_METHODS_OF = {"postgresql": [*SAME_METHODS, "by-ids-keys"]}
+SAME_METHODS_OF = {"postgresql": [*SAME_METHODS, "by-ids-keys"], "mysql": [*SAME_METHODS, "by-ids-temp", "by-ids-json"]}
