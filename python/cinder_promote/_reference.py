@@ -6,8 +6,10 @@ same messages; the tests run both. Only `engine.py` chooses between them.
 
 from __future__ import annotations
 
+import gc
 import operator
 import unicodedata
+from collections.abc import Iterator
 from typing import Any
 
 from .errors import DriverAnswerError, InvalidValue
@@ -182,9 +184,32 @@ GROUP_KEYS: tuple[str, ...] = tuple(_GROUP.widths)
 
 _MISSING = object()
 
+# The driver's answer is read as data, never through its own methods: lists
+# and tuples by their stored items, dicts by their stored items (`dict.items`),
+# strings by their text, subclasses included (overrides of `__iter__`,
+# `__getitem__`, `items`, `__eq__`, `__hash__`, `__len__`... are not called).
+# The native module reads it the same way.
+_type_name_of = type.__dict__["__name__"].__get__  # a type's own name, whatever its metaclass says
+
 
 def _type_name(value: object) -> str:
-    return type(value).__name__
+    name = _type_name_of(type(value))
+    # As the native module shows a name that is not valid UTF-8.
+    return name if _is_utf8(name) else name.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def _is(value: object, kind: type | tuple[type, ...]) -> bool:
+    """isinstance by the object's real type (an object cannot pose as a str)."""
+    return issubclass(type(value), kind)
+
+
+def _text(value: Any) -> str:
+    """The text of a str or of a str subclass, as a str."""
+    return value if type(value) is str else str.__str__(value)
+
+
+def _stored(sequence: Any) -> Iterator[Any]:
+    return list.__iter__(sequence) if _is(sequence, list) else tuple.__iter__(sequence)
 
 
 def _is_utf8(value: str) -> bool:
@@ -197,94 +222,134 @@ def _is_utf8(value: str) -> bool:
     return True
 
 
-def _pair_problem(rules: _Rules, key: object, value: object) -> str | None:
-    """The one problem of a `key: value` pair of an update, if any."""
-    if not isinstance(key, str):
+def _pair_problem(rules: _Rules, key: Any, value: Any) -> str | tuple[str, str | None]:
+    """The one problem of a `key: value` pair of an update, or its column and value."""
+    if not _is(key, str):
         return f"keys must be strings, got {_type_name(key)}"
+    key = _text(key)
     width = rules.widths.get(key)
     if width is None:
         return f"key {_quote(key)} may not be updated; allowed: {rules.allowed}"
-    if value is not None and not isinstance(value, str):
+    if value is not None and not _is(value, str):
         return f"'{key}' must be a string or None, got {_type_name(value)}"
-    if value is not None and not _is_utf8(value):
+    text = None if value is None else _text(value)
+    if text is not None and not _is_utf8(text):
         return f"'{key}' is not valid UTF-8"
-    if value is not None and len(value) > width:
-        return f"'{key}' is {len(value)} characters; the column holds {width}"
+    if text is not None and len(text) > width:
+        return f"'{key}' is {len(text)} characters; the column holds {width}"
     choices = rules.choices.get(key)
-    if choices is not None and value not in choices:
-        return f"invalid {key} {'None' if value is None else _quote(value)}"
-    return None
+    if choices is not None and text not in choices:
+        return f"invalid {key} {'None' if text is None else _quote(text)}"
+    return key, text
 
 
-def _check_service(service_update: object, problems: list[str]) -> dict[str, str | None]:
+def _check_dict(rules: _Rules, updates: Any, problems: list[str]) -> dict[str, str | None]:
+    """The columns and values of an updates dict, its problems appended (each key once)."""
+    out: dict[str, str | None] = {}
+    for key, value in dict.items(updates):
+        checked = _pair_problem(rules, key, value)
+        if isinstance(checked, str):
+            problems.append(checked)
+        elif checked[0] in out:  # a str subclass is its text: two keys may have the same
+            problems.append(f"key '{checked[0]}' appears more than once")
+        else:
+            out[checked[0]] = checked[1]
+    return out
+
+
+def _check_service(service_update: Any, problems: list[str]) -> dict[str, str | None]:
     if service_update is None:
         return {}
-    if not isinstance(service_update, dict):
+    if not _is(service_update, dict):
         problems.append(f"service_update: expected a dict or None, got {_type_name(service_update)}")
         return {}
-    for key, value in service_update.items():
-        problem = _pair_problem(_SERVICE, key, value)
-        if problem:
-            problems.append(f"service_update: {problem}")
-    return dict(service_update)
+    found: list[str] = []
+    service = _check_dict(_SERVICE, service_update, found)
+    problems.extend(f"service_update: {problem}" for problem in found)
+    return service
 
 
-def _current_values(known: dict, name: str, ident: str, width: int) -> object:
+def _current_values(known: dict, name: str, ident: str, width: int) -> Any:
     """The current values of a live row in the caller's map (a tuple of `width`
     strings or None, in the order of VOLUME_KEYS / GROUP_KEYS), or _MISSING."""
-    current = known.get(ident, _MISSING)
+    current = dict.get(known, ident, _MISSING)
     if current is _MISSING:
         return current
     at = f"{name}[{_quote(ident)}]"
-    if not isinstance(current, tuple):
+    if not _is(current, tuple):
         raise TypeError(f"{at} must be a tuple of {width} values, got {_type_name(current)}")
-    if len(current) != width:
-        raise TypeError(f"{at} must be a tuple of {width} values, got a tuple of {len(current)}")
-    for k, value in enumerate(current):
-        if value is not None and not isinstance(value, str):
+    if tuple.__len__(current) != width:
+        raise TypeError(f"{at} must be a tuple of {width} values, got a tuple of {tuple.__len__(current)}")
+    values = []
+    for k, value in enumerate(tuple.__iter__(current)):
+        if value is not None and not _is(value, str):
             raise TypeError(f"{at}[{k}] must be a string or None, got {_type_name(value)}")
         if value is not None and not _is_utf8(value):
             raise ValueError(f"{at}[{k}] is not valid UTF-8")
-    return current
+        values.append(None if value is None else _text(value))
+    return tuple(values)
 
 
-def _check_entries(kind: str, answer: object, known: dict, problems: list[str]) -> list[tuple[str, object, dict]]:
+def _entry_shape(id_key: str, entry: Any, at: str, problems: list[str]) -> tuple[Any, Any] | None:
+    """The id and the updates of an entry, keys told by their text in the dict's
+    order (the first of each counts); None, its problems appended, otherwise."""
+    ident = updates = _MISSING
+    unexpected = []
+    for key, value in dict.items(entry):
+        text = _text(key) if _is(key, str) else None
+        if text == id_key and ident is _MISSING:
+            ident = value
+        elif text == "updates" and updates is _MISSING:
+            updates = value
+        else:
+            unexpected.append(key)
+    if ident is not _MISSING and updates is not _MISSING and not unexpected:
+        return ident, updates
+    if ident is _MISSING:
+        problems.append(f"{at}: missing '{id_key}'")
+    if updates is _MISSING:
+        problems.append(f"{at}: missing 'updates'")
+    for key in unexpected:
+        if _is(key, str):
+            problems.append(f"{at}: unexpected key {_quote(_text(key))}")
+        else:
+            problems.append(f"{at}: unexpected key of type {_type_name(key)}")
+    return None
+
+
+def _check_entries(kind: str, answer: Any, known: dict, problems: list[str]) -> list[tuple[str, Any, dict]]:
     """Check a driver's list of updates; return (id, current values, updates)
     of the entries that passed."""
     name, id_key, rules = f"{kind}_updates", f"{kind}_id", _VOLUME if kind == "volume" else _GROUP
-    if not isinstance(answer, (list, tuple)):
+    if not _is(answer, (list, tuple)):
         problems.append(f"{name}: expected a list, got {_type_name(answer)}")
         return []
     first_at: dict[str, int] = {}
     accepted = []
-    for i, entry in enumerate(answer):
+    for i, entry in enumerate(_stored(answer)):
         at = f"{name}[{i}]"
-        if not isinstance(entry, dict):
+        if not _is(entry, dict):
             problems.append(f"{at}: expected a dict with '{id_key}' and 'updates', got {_type_name(entry)}")
             continue
-        if len(entry) != 2 or id_key not in entry or "updates" not in entry:
-            if id_key not in entry:
-                problems.append(f"{at}: missing '{id_key}'")
-            if "updates" not in entry:
-                problems.append(f"{at}: missing 'updates'")
-            for key in entry:
-                if not isinstance(key, str):
-                    problems.append(f"{at}: unexpected key of type {_type_name(key)}")
-                elif key not in (id_key, "updates"):
-                    problems.append(f"{at}: unexpected key {_quote(key)}")
+        shape = _entry_shape(id_key, entry, at, problems)
+        if shape is None:
             continue
-        ident, updates = entry[id_key], entry["updates"]
+        ident, updates = shape
         before = len(problems)
+        # The updates first, then the id's lookup (the native module's order).
+        dict_problems: list[str] = []
+        checked = _check_dict(rules, updates, dict_problems) if _is(updates, dict) else None
         valid_id = False
         current = _MISSING
-        if not isinstance(ident, str):
+        if not _is(ident, str):
             problems.append(f"{at}: {id_key} must be a string, got {_type_name(ident)}")
         elif not _is_utf8(ident):
             problems.append(f"{at}: {id_key} is not valid UTF-8")
         else:
             valid_id = True
+            ident = _text(ident)
             current = _current_values(known, f"known_{kind}s", ident, len(rules.widths))
-        if not isinstance(updates, dict):
+        if checked is None:
             problems.append(f"{at}: updates must be a dict, got {_type_name(updates)}")
         if valid_id:
             if current is _MISSING:
@@ -292,13 +357,9 @@ def _check_entries(kind: str, answer: object, known: dict, problems: list[str]) 
             first = first_at.setdefault(ident, i)
             if first != i:
                 problems.append(f"{at}: {kind} {_quote(ident)} appears more than once (first at [{first}])")
-        if isinstance(updates, dict):
-            for key, value in updates.items():
-                problem = _pair_problem(rules, key, value)
-                if problem:
-                    problems.append(f"{at}: {problem}")
-            if len(problems) == before:
-                accepted.append((ident, current, updates))
+        problems.extend(f"{at}: {problem}" for problem in dict_problems)
+        if len(problems) == before and checked is not None:
+            accepted.append((ident, current, checked))
     return accepted
 
 
@@ -378,21 +439,31 @@ def plan_updates(
     _limit("max_params", max_params, MIN_MAX_PARAMS)
     _limit("min_group", min_group, MIN_MIN_GROUP)
     for name, known in (("known_volumes", known_volumes), ("known_groups", known_groups)):
-        if not isinstance(known, dict):
+        if not _is(known, dict):
             raise TypeError(f"{name}: expected a dict, got {_type_name(known)}")
 
-    problems: list[str] = []
-    service = _check_service(service_update, problems)
-    volumes = _check_entries("volume", volume_updates, known_volumes, problems)
-    groups = _check_entries("group", [] if group_updates is None else group_updates, known_groups, problems)
-    if problems:
-        n = len(problems)
-        details = problems[:MAX_PROBLEM_LINES]
-        if n > MAX_PROBLEM_LINES:
-            details.append(f"... and {n - MAX_PROBLEM_LINES} more problem(s)")
-        raise DriverAnswerError(f"the driver's answer was refused: {n} problem(s); nothing was written", details)
-    return {
-        "service": service,
-        "volumes": _plan_kind("volume", volumes, max_params, min_group),
-        "groups": _plan_kind("group", groups, max_params, min_group),
-    }
+    # No finalizer or gc callback runs while the answer is read and planned
+    # (the native module pauses the collector too).
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        problems: list[str] = []
+        service = _check_service(service_update, problems)
+        volumes = _check_entries("volume", volume_updates, known_volumes, problems)
+        groups = _check_entries("group", [] if group_updates is None else group_updates, known_groups, problems)
+        if problems:
+            n = len(problems)
+            details = problems[:MAX_PROBLEM_LINES]
+            if n > MAX_PROBLEM_LINES:
+                details.append(f"... and {n - MAX_PROBLEM_LINES} more problem(s)")
+            raise DriverAnswerError(
+                f"the driver's answer was refused: {n} problem(s); nothing was written", details
+            )
+        return {
+            "service": service,
+            "volumes": _plan_kind("volume", volumes, max_params, min_group),
+            "groups": _plan_kind("group", groups, max_params, min_group),
+        }
+    finally:
+        if paused:
+            gc.enable()
