@@ -22,6 +22,8 @@
 //! 3. Creating an object never assumes success: a NULL from CPython is the
 //!    exception it set (`MemoryError`), never a panic.
 
+#![allow(unsafe_code)]
+
 use std::ffi::CString;
 use std::ptr::NonNull;
 

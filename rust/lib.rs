@@ -4,6 +4,8 @@
 //! and Miri cover it; the binding reads the driver's answer (`read`), builds
 //! the plan's objects (`output`), and keeps its unsafe code in `held`.
 
+#![deny(unsafe_code)] // but in `held`, whose invariants are stated at its top
+
 pub mod error;
 mod held;
 mod output;
@@ -106,6 +108,7 @@ fn plan_updates<'py>(
     max_params: &Bound<'py, PyAny>,
     min_group: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let _paused = held::CollectorPaused::new(py);
     let (max_params, min_group) = (limit(max_params)?, limit(min_group)?);
     let limits = planner::Limits {
         max_params: check_limit("max_params", max_params, planner::MIN_MAX_PARAMS)?,
@@ -114,7 +117,6 @@ fn plan_updates<'py>(
     let known_volumes = known(known_volumes, Target::Volume)?;
     let known_groups = known(known_groups, Target::Group)?;
 
-    let _paused = held::CollectorPaused::new(py);
     let mut reader = read::Reader::new(py)?;
     let input = planner::Input {
         service: reader.service(service_update)?,

@@ -435,35 +435,38 @@ def plan_updates(
     others (`columns`, `ids`, `values`), each within `max_params` bind
     parameters.
     """
+    # No finalizer or gc callback runs during the call, from its first
+    # allocation on (the native module pauses the collector too): both read
+    # the answer as it was when the call began.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _plan(service_update, volume_updates, group_updates, known_volumes, known_groups, max_params, min_group)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _plan(service_update: object, volume_updates: object, group_updates: object, known_volumes: Any,
+          known_groups: Any, max_params: Any, min_group: Any) -> dict[str, Any]:
     max_params, min_group = operator.index(max_params), operator.index(min_group)
     _limit("max_params", max_params, MIN_MAX_PARAMS)
     _limit("min_group", min_group, MIN_MIN_GROUP)
     for name, known in (("known_volumes", known_volumes), ("known_groups", known_groups)):
         if not _is(known, dict):
             raise TypeError(f"{name}: expected a dict, got {_type_name(known)}")
-
-    # No finalizer or gc callback runs while the answer is read and planned
-    # (the native module pauses the collector too).
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        problems: list[str] = []
-        service = _check_service(service_update, problems)
-        volumes = _check_entries("volume", volume_updates, known_volumes, problems)
-        groups = _check_entries("group", [] if group_updates is None else group_updates, known_groups, problems)
-        if problems:
-            n = len(problems)
-            details = problems[:MAX_PROBLEM_LINES]
-            if n > MAX_PROBLEM_LINES:
-                details.append(f"... and {n - MAX_PROBLEM_LINES} more problem(s)")
-            raise DriverAnswerError(
-                f"the driver's answer was refused: {n} problem(s); nothing was written", details
-            )
-        return {
-            "service": service,
-            "volumes": _plan_kind("volume", volumes, max_params, min_group),
-            "groups": _plan_kind("group", groups, max_params, min_group),
-        }
-    finally:
-        if paused:
-            gc.enable()
+    problems: list[str] = []
+    service = _check_service(service_update, problems)
+    volumes = _check_entries("volume", volume_updates, known_volumes, problems)
+    groups = _check_entries("group", [] if group_updates is None else group_updates, known_groups, problems)
+    if problems:
+        n = len(problems)
+        details = problems[:MAX_PROBLEM_LINES]
+        if n > MAX_PROBLEM_LINES:
+            details.append(f"... and {n - MAX_PROBLEM_LINES} more problem(s)")
+        raise DriverAnswerError(f"the driver's answer was refused: {n} problem(s); nothing was written", details)
+    return {
+        "service": service,
+        "volumes": _plan_kind("volume", volumes, max_params, min_group),
+        "groups": _plan_kind("group", groups, max_params, min_group),
+    }

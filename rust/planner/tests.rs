@@ -615,3 +615,18 @@ fn text_hash_spreads_similar_keys() {
         }
     }
 }
+
+#[test]
+fn a_service_key_twice_is_refused() {
+    let twice = items(&[("replication_status", Some("enabled")), ("replication_status", Some("disabled"))]);
+    let input = Input { service: Service::Dict(twice), volumes: Entries::empty(), groups: Entries::empty() };
+    assert_eq!(one_problem(input), "service_update: key 'replication_status' appears more than once");
+}
+
+#[test]
+fn a_length_is_counted_in_characters() {
+    // 456 bytes, 256 characters: refused for its characters, quoted by their count.
+    let long = "é".repeat(200) + &"x".repeat(56);
+    let input = Builder::new(&KNOWN).add("v1", &[("provider_id", Some(long.as_str()))]).volumes();
+    assert_eq!(one_problem(input), "volume_updates[0]: 'provider_id' is 256 characters; the column holds 255");
+}
