@@ -95,12 +95,18 @@ impl<'a, 'py> Output<'a, 'py> {
             let row = held::new_dict(py)?;
             let columns = self.list(chunk.columns.iter().map(|c| Ok(self.column(*c).clone().into_any())))?;
             row.set_item(&self.names.columns, columns)?;
-            let ids = self.list(plan.rows(chunk).map(|(id, _)| self.value(Some(id))))?;
+            // The ids and each column's values, appended in one pass over the rows.
+            let ids = held::new_list(py)?;
+            let columns = (0..chunk.columns.len()).map(|_| held::new_list(py)).collect::<PyResult<Vec<_>>>()?;
+            for (id, values) in plan.rows(chunk) {
+                ids.append(self.value(Some(id))?)?;
+                for (column, value) in columns.iter().zip(values) {
+                    column.append(self.value(value)?)?;
+                }
+            }
             row.set_item(&self.names.ids, ids)?;
-            // Each column's values, a list filled in one pass over the rows.
             let values = held::new_list(py)?;
-            for k in 0..chunk.columns.len() {
-                let column = self.list(plan.rows(chunk).map(|(_, mut row)| self.value(row.nth(k).flatten())))?;
+            for column in columns {
                 values.append(column)?;
             }
             row.set_item(&self.names.values, values)?;
