@@ -67,7 +67,7 @@ def test_undo_refusals(cli, db, cinder_url):
 def test_history_lists_entries(cli, db, cinder_url):
     stopped_service(db, "node-b@be")
     empty = cli("--db-url", cinder_url, "history", "--format", "json")
-    assert empty.exit_code == 0 and json.loads(empty.stdout) == {"entries": []}
+    assert empty.exit_code == 0 and json.loads(empty.stdout)["entries"] == []
     _reset(cli, cinder_url, "--backend-host", "node-b@be", "--enable-replication")
     result = cli("--db-url", cinder_url, "history", "--format", "json")
     [entry] = json.loads(result.stdout)["entries"]

@@ -39,7 +39,7 @@ def root(
     ctx: typer.Context,
     config_file: Annotated[Optional[list[str]], typer.Option("--config-file", help="A cinder.conf to read; repeatable, later files win (oslo.config semantics).")] = None,
     config_dir: Annotated[Optional[str], typer.Option("--config-dir", help="A directory of *.conf files, read after the config files.")] = None,
-    db_url: Annotated[Optional[str], typer.Option("--db-url", envvar="CINDER_PROMOTE_DB_URL", show_envvar=True, help="Database URL, overriding \\[database] connection.")] = None,
+    db_url: Annotated[Optional[str], typer.Option("--db-url", help="The database URL, in Cinder's form. Which database, first match wins: --db-url; the \\[database] connection of --config-file/--config-dir given here; the CINDER_PROMOTE_DB_URL environment variable; the cinder.conf found by oslo.config's default search (/etc/cinder/cinder.conf).", show_default=False)] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Log SQL-level detail and show tracebacks on errors.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
 ) -> None:

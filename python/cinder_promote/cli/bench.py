@@ -23,7 +23,7 @@ def startup_command(
     engine: Annotated[str, typer.Option("--engine", help="native, or reference (the pure-Python twin).")] = "native",
     chart: Annotated[Optional[str], typer.Option("--chart", help="Write a PNG chart of the phases here.")] = None,
     memory: Annotated[bool, typer.Option("--memory", help="Sample the resident memory while the hook runs (JSON and chart).")] = False,
-    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table for people, json for scripts.")] = OutputFormat.table,
 ) -> None:
     """Seed volumes and groups, then time the startup hook end to end and by phase."""
     if engine not in ENGINES:

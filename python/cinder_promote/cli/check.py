@@ -16,7 +16,7 @@ from .state import state
 @handled
 def check_command(
     ctx: typer.Context,
-    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table for people, json for scripts.")] = OutputFormat.table,
 ) -> None:
     """Find replication state out of sync with itself, with the command that would fix each finding.
 
@@ -28,7 +28,7 @@ def check_command(
     cli = state(ctx)
     report = run_check(cli.engine(), service_down_time=cli.settings().service_down_time)
     if output is OutputFormat.json:
-        print_json(report.to_json())
+        print_json(cli.json(report.to_json()))
     else:
         render_check(report)
     if report.findings:

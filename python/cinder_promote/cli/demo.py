@@ -43,7 +43,7 @@ def _reset(engine: Engine, **options: object) -> None:
 @handled
 def demo_command(
     ctx: typer.Context,
-    db_path: Annotated[str, typer.Option("--db-path", help="Where to write the demo's SQLite database (replaced if present).")] = "cinder-promote-demo.sqlite",
+    db_path: Annotated[str, typer.Option("--db-path", help="Where to write the demo's SQLite database. An existing file is replaced only when it is an earlier demo database; anything else is refused and left untouched.")] = "cinder-promote-demo.sqlite",
     volumes: Annotated[int, typer.Option("--volumes", min=1, help="Volumes on the failed-over backends.")] = 3000,
     groups: Annotated[int, typer.Option("--groups", min=0, help="Groups on the failed-over backends.")] = 300,
     disaster_only: Annotated[bool, typer.Option("--disaster-only", help="Only build the disaster, for following the admin guide by hand.")] = False,

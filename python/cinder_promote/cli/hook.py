@@ -22,7 +22,8 @@ class _ProgressLines:
         print(f"[{phase}] {message}", file=sys.stderr, flush=True)
 
 
-@handled
+@handled(after_interrupt="nothing of the driver's answer was written (a fence taken was released to 'error');"
+                         " run `cinder-promote check`: it says what to run next")
 def update_host_replication_command(
     ctx: typer.Context,
     driver: Annotated[str, typer.Option("--driver", help="The driver, as module:Class.")],
@@ -31,7 +32,7 @@ def update_host_replication_command(
     driver_option: Annotated[Optional[list[str]], typer.Option("--driver-option", help="key=value passed to the driver's constructor; repeatable.")] = None,
     lease_seconds: Annotated[float, typer.Option("--lease-seconds", min=1, help="The fence's lease; renewed while working.")] = DEFAULT_LEASE_SECONDS,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines on stderr.")] = False,
-    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table for people, json for scripts.")] = OutputFormat.table,
 ) -> None:
     """Run the startup hook update_host_replication offline for a stopped service or cluster.
 
@@ -45,7 +46,7 @@ def update_host_replication_command(
         progress=None if quiet else _ProgressLines(),
     )
     if output is OutputFormat.json:
-        print_json(result.to_json())
+        print_json(cli.json(result.to_json()))
     else:
         render_hook(result)
 

@@ -41,14 +41,15 @@ def entry_json(entry: journal.JournalEntry) -> dict:
 def history_command(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many entries, newest first.")] = 50,
-    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table for people, json for scripts.")] = OutputFormat.table,
 ) -> None:
     """List the journal: every reset, undo and startup-hook run, newest first."""
-    engine = state(ctx).engine()
+    cli = state(ctx)
+    engine = cli.engine()
     with engine.connect() as conn:
         entries = journal.entries(conn, limit=limit)
     if output is OutputFormat.json:
-        print_json({"entries": [entry_json(e) for e in entries]})
+        print_json(cli.json({"entries": [entry_json(e) for e in entries]}))
         return
     table = new_table("Journal", "id", "when (UTC)", "operation", "target", "state", "holder", "summary")
     for e in entries:
@@ -59,18 +60,18 @@ def history_command(
         console().print("the journal is empty")
 
 
-@handled
+@handled(after_interrupt="nothing was written; run the same undo again when ready")
 def undo_command(
     ctx: typer.Context,
     journal_id: Annotated[int, typer.Argument(help="The journal entry of the reset to undo.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check and show what would change; write nothing.")] = False,
-    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table for people, json for scripts.")] = OutputFormat.table,
 ) -> None:
     """Restore what a reset changed, refused if the rows changed since."""
     cli = state(ctx)
     result = undo(cli.engine(), journal_id, service_down_time=cli.settings().service_down_time, dry_run=dry_run)
     if output is OutputFormat.json:
-        print_json(result.to_json())
+        print_json(cli.json(result.to_json()))
     else:
         render_reset(result)
 

@@ -16,7 +16,7 @@ from .render import OutputFormat, console, new_table, print_json
 def cinder_patch_status_command(
     ctx: typer.Context,
     site_packages: Annotated[Optional[str], typer.Option("--site-packages", help="The folder that holds cinder/ (a venv's site-packages) [default: the Cinder this Python imports].", show_default=False)] = None,
-    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table for people, json for scripts.")] = OutputFormat.table,
 ) -> None:
     """Check whether an installed Cinder is patched to run cinder-promote.
 

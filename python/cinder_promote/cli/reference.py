@@ -42,7 +42,6 @@ def _params(command) -> list[str]:
         if isinstance(p, typer.core.TyperArgument):
             lines.append(f"- `{p.name.upper()}` (argument){'' if p.required else ', optional'}: {p.help or ''}")
             continue
-        opts = ", ".join(f"`{o}`" for o in p.opts)
         metavar = "" if p.is_flag else f" {p.name.upper()}"
         annotation = p.type_descriptor.annotation
         if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
@@ -50,7 +49,8 @@ def _params(command) -> list[str]:
         repeat = " (repeatable)" if p.multiple else ""
         required = " **required**" if p.required else ""
         text = (p.help or "").replace("\\[", "[")
-        lines.append(f"- {opts}`{metavar}`{repeat}{required}: {text}{_default(p)}".replace("``", ""))
+        aliases = "".join(f" (or `{o}`)" for o in p.opts[1:])
+        lines.append(f"- `{p.opts[0]}{metavar}`{aliases}{repeat}{required}: {text}{_default(p)}")
     return lines
 
 

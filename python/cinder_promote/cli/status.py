@@ -19,7 +19,7 @@ def status_command(
     ctx: typer.Context,
     backend_host: Annotated[Optional[str], typer.Option("--backend-host", help="Only this volume service (a clustered one shows its cluster).")] = None,
     cluster: Annotated[Optional[str], typer.Option("--cluster", help="Only this cluster and its members.")] = None,
-    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table for people, json for scripts.")] = OutputFormat.table,
 ) -> None:
     """Show every cinder-volume service and cluster with its replication state.
 
@@ -33,7 +33,7 @@ def status_command(
     report = collect(cli.engine(), service_down_time=cli.settings().service_down_time,
                      backend_host=backend_host, cluster=cluster)
     if output is OutputFormat.json:
-        print_json(report.to_json())
+        print_json(cli.json(report.to_json()))
     else:
         render_status(report)
 

@@ -30,9 +30,11 @@ def cinder_sqlite_statements() -> list[str]:
     return [s.strip() for s in body.split(";\n--") if s.strip()]
 
 
-def create_cinder_sqlite(path: str) -> None:
+def create_cinder_sqlite(path: str, *, application_id: int = 0) -> None:
+    """An empty Cinder 29.0.0 database at `path`; `application_id` marks who made it (SQLite's header)."""
     conn = sqlite3.connect(path)
     try:
+        conn.execute(f"PRAGMA application_id = {int(application_id)}")
         with conn:
             for statement in cinder_sqlite_statements():
                 conn.execute(statement)
