@@ -8,11 +8,13 @@ render, and let `errors.handled` map failures to exit codes.
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Annotated, Optional
 
 import typer
 
 from .. import __version__
+from ..db import waits
 from . import bench, check, demo, hook, journal, patch, reset, status
 from .state import CliState
 
@@ -44,6 +46,7 @@ def root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
 ) -> None:
     ctx.obj = CliState(config_files=list(config_file or []), config_dir=config_dir, db_url=db_url, debug=debug)
+    waits.set_notice(lambda message: print(f"cinder-promote: {message}", file=sys.stderr, flush=True))
     if debug:
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
