@@ -24,7 +24,7 @@ from scenario import journal, row, stopped_service
 from support.hook_processes import SCRIPT, env, volume_statuses
 
 from cinder_promote.db import journal as journal_table
-from cinder_promote.db import seed, waits
+from cinder_promote.db import seed, watch
 
 WAIT_NOTICE = "waiting for the database"
 
@@ -85,7 +85,7 @@ def test_signal_during_the_driver_call(db, cinder_url, sig):
     hook.proc.send_signal(sig)
     code, out, stderr = hook.finish()
     name = signal.Signals(sig).name
-    assert code == 128 + sig, stderr
+    assert code == 128 + sig, "".join(stderr)
     [line] = _interruption_lines(stderr, name)
     assert "cinder-promote check" in line and "Traceback" not in "".join(stderr)
     assert volume_statuses(db) == {"failed-over": 60}, "nothing of the driver's answer was written"
@@ -124,7 +124,7 @@ def test_sigterm_while_a_reset_waits_for_a_lock(db, cinder_url):
         holder.rollback()
         holder.close()
     code, out, stderr = reset.finish()
-    assert code == 143, stderr
+    assert code == 143, "".join(stderr)
     [line] = _interruption_lines(stderr, "SIGTERM")
     assert "rolled back; nothing was written" in line
     assert snapshot(db) == before
@@ -145,13 +145,13 @@ def test_sigint_while_an_undo_waits_for_a_lock(cli, db, cinder_url):
         holder.rollback()
         holder.close()
     code, out, stderr = undo.finish()
-    assert code == 130, stderr
+    assert code == 130, "".join(stderr)
     assert len(_interruption_lines(stderr, "SIGINT")) == 1
     assert snapshot(db) == before and row(db, "services", sid)["replication_status"] == "enabled"
 
 
 def test_wait_notice_comes_within_two_seconds():
-    assert waits.NOTICE_AFTER_S + 0.25 < 2  # the watcher looks every 0.25 s
+    assert watch.NOTICE_AFTER_S + 0.25 < 2  # the watcher looks every 0.25 s
 
 
 @pytest.mark.parametrize("dialect", ["postgresql", "mysql"], indirect=True)

@@ -9,9 +9,10 @@ import typer
 from ..engine import ENGINES
 from ..errors import UsageError
 from .errors import handled
+from .help import Command, Group
 from .render import OutputFormat, console, new_table, print_json
 
-bench_app = typer.Typer(help="Benchmarks you can rerun: see docs/benchmarks.md.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks you can rerun: see docs/benchmarks.md.", no_args_is_help=True, cls=Group)
 
 
 @handled
@@ -54,5 +55,5 @@ def startup_command(
 
 
 def register(app: typer.Typer) -> None:
-    bench_app.command("startup")(startup_command)
+    bench_app.command("startup", cls=Command)(startup_command)
     app.add_typer(bench_app, name="bench")

@@ -9,6 +9,7 @@ import typer
 from ..check import CheckReport, run_check
 from ..errors import EXIT_REFUSED
 from .errors import handled
+from .help import Command
 from .render import OutputFormat, console, new_table, print_json
 from .state import state
 
@@ -47,4 +48,4 @@ def render_check(report: CheckReport) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("check")(check_command)
+    app.command("check", cls=Command)(check_command)

@@ -17,6 +17,7 @@ from ..offline import run_offline
 from ..status import collect
 from .check import render_check
 from .errors import handled
+from .help import Command
 from .hook import render_hook
 from .render import console
 from .reset import render_reset
@@ -105,4 +106,4 @@ def demo_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo_command)
+    app.command("demo", cls=Command)(demo_command)

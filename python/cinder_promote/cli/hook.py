@@ -11,6 +11,7 @@ from ..drivers import parse_options
 from ..hook import DEFAULT_LEASE_SECONDS, PHASES, HookResult
 from ..offline import run_offline
 from .errors import handled
+from .help import Command
 from .render import OutputFormat, console, new_table, print_json
 from .state import state
 
@@ -62,4 +63,4 @@ def render_hook(result: HookResult) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("update-host-replication")(update_host_replication_command)
+    app.command("update-host-replication", cls=Command)(update_host_replication_command)

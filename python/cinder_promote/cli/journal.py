@@ -9,6 +9,7 @@ import typer
 from ..db import journal
 from ..undo import undo
 from .errors import handled
+from .help import Command
 from .render import OutputFormat, console, new_table, print_json, show
 from .reset import render_reset
 from .state import state
@@ -77,5 +78,5 @@ def undo_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("history")(history_command)
-    app.command("undo")(undo_command)
+    app.command("history", cls=Command)(history_command)
+    app.command("undo", cls=Command)(undo_command)

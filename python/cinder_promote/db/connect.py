@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from ..errors import ConfigError, DatabaseUnavailable
-from . import waits
+from . import watch
 from .schema import CINDER_TABLES
 
 LOG = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def _engine_options(url: URL) -> dict:
     if backend == "sqlite":
         # Wait for a concurrent writer's lock rather than fail at once; the
         # compare-and-swap then decides who won.
-        return {"connect_args": {"timeout": waits.SQLITE_BUSY_TIMEOUT_S}}
+        return {"connect_args": {"timeout": watch.SQLITE_BUSY_TIMEOUT_S}}
     return {}
 
 
@@ -120,7 +120,7 @@ def private_engine(engine: Engine) -> Engine:
 
 def _create_engine(url: URL, **options) -> Engine:
     engine = sa.create_engine(url, **_engine_options(url), **options)
-    waits.watch(engine)
+    watch.watch(engine)
     if url.get_backend_name() == "mysql":
         sa.event.listen(engine, "connect", _causal_reads_on_galera)
     return engine

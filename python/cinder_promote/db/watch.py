@@ -1,16 +1,20 @@
-"""Saying so when the database makes us wait (a lock held by another transaction).
+"""Statements in flight: say so when the database makes us wait, and log them under `--debug`.
 
 A statement or COMMIT that has not returned after `NOTICE_AFTER_S` seconds is
-announced, with how long the database will wait for a lock, and again every
-`REPEAT_S` seconds: never 30 silent seconds. One watcher thread per process
-checks the statements in flight; the statements themselves pay two dict
-operations each. The notice goes to `set_notice`'s callback (the command line
-prints it on stderr) or, by default, to the log (inside Cinder).
+announced (a lock held by another transaction, most often), with how long the
+database will wait, and again every `REPEAT_S` seconds: never 30 silent
+seconds. One watcher thread per process checks the statements in flight; each
+statement pays two dict operations. The notice goes to `set_notice`'s callback
+(the command line prints it on stderr) or, by default, to the log (inside Cinder).
+
+With this module's logger at DEBUG (`--debug`), every connection and every
+statement is logged with its duration and its bind values, secrets masked.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,9 +28,12 @@ LOG = logging.getLogger(__name__)
 NOTICE_AFTER_S = 1.5
 REPEAT_S = 10.0
 SQLITE_BUSY_TIMEOUT_S = 30
+# Bind values never logged: provider_auth holds CHAP secrets, the rest by name.
+_SECRET = re.compile(r"auth|password|secret|token", re.I)
+_SHOWN_CHARS = 400
 
 _notice: Callable[[str], None] = LOG.warning
-_in_flight: dict[int, tuple[float, str, list[float]]] = {}  # id(dbapi connection) -> (start, what it waits on, last notice)
+_in_flight: dict[int, tuple[float, str, list[float]]] = {}  # id(DBAPI connection) -> (start, limit, [last notice])
 _watcher: Any = None
 _threading = native_threading()
 _lock = _threading.Lock()
@@ -38,11 +45,13 @@ def set_notice(callback: Callable[[str], None]) -> None:
 
 
 def watch(engine: Engine) -> None:
-    """Announce this engine's long waits."""
+    """Announce this engine's long waits, and log its statements at DEBUG."""
     limit = _lock_limit(engine)
+    shown = engine.url.render_as_string(hide_password=True)
+    sa.event.listen(engine, "connect", lambda _dbapi, _record: LOG.debug("connected to %s", shown))
     sa.event.listen(engine, "before_cursor_execute", lambda conn, *a: _start(conn, limit))
-    sa.event.listen(engine, "after_cursor_execute", lambda conn, *a: _stop(conn))
-    sa.event.listen(engine, "handle_error", lambda context: _stop(context.connection))
+    sa.event.listen(engine, "after_cursor_execute", _after)
+    sa.event.listen(engine, "handle_error", _failed)
     # COMMIT waits too (SQLite takes its write lock there at the latest); it ends when the
     # connection goes back to the pool or runs its next statement.
     sa.event.listen(engine, "commit", lambda conn: _start(conn, limit))
@@ -75,10 +84,38 @@ def _start(conn: Any, limit: str) -> None:
     _ensure_watcher()
 
 
-def _stop(conn: Any) -> None:
+def _stop(conn: Any) -> float | None:
     key = _key(conn)
-    if key is not None:
-        _in_flight.pop(key, None)
+    started = _in_flight.pop(key, None) if key is not None else None
+    return None if started is None else time.monotonic() - started[0]
+
+
+def _failed(context: Any) -> None:
+    # Returns None: a value returned from handle_error would replace the exception.
+    _stop(context.connection)
+
+
+def _after(conn: Any, _cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+    elapsed = _stop(conn)
+    if LOG.isEnabledFor(logging.DEBUG):
+        LOG.debug("%.4f s  %s  %s", elapsed or 0.0, _short(" ".join(statement.split())),
+                  _binds(parameters, context, executemany))
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + f"... ({len(text)} chars)"
+
+
+def _binds(parameters: Any, context: Any, executemany: bool) -> str:
+    if executemany:
+        return f"[{len(parameters)} parameter sets]"
+    if isinstance(parameters, dict):
+        named = parameters
+    else:
+        names = getattr(getattr(context, "compiled", None), "positiontup", None) or []
+        values = list(parameters or ())
+        named = dict(zip(names, values)) if len(names) == len(values) else {str(i): v for i, v in enumerate(values)}
+    return _short(repr({k: "***" if _SECRET.search(str(k)) else v for k, v in named.items()}))
 
 
 def _ensure_watcher() -> None:
