@@ -8,6 +8,8 @@ stopping it with systemctl (SIGTERM). Each habit has a test here.
 from __future__ import annotations
 
 import json
+import logging
+import re
 import sqlite3
 
 import pytest
@@ -83,3 +85,130 @@ def test_every_command_names_its_database(cli, db, cinder_url, command):
     assert f"database: {shown} (from --db-url)" in human.stderr
     as_json = cli("--db-url", cinder_url, *command, "--format", "json")
     assert json.loads(as_json.stdout)["database"] == shown, as_json.stdout
+
+
+# -- Unix manners ---------------------------------------------------------------------------------------------------
+
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(db, cinder_url):
+    """`status --format json | head`: the reader is gone before we write; no message, exit 141 (SIGPIPE's)."""
+    import subprocess
+
+    from support.hook_processes import SCRIPT, env
+
+    for i in range(40):
+        stopped_service(db, f"node-{i}@be")
+    proc = subprocess.Popen([SCRIPT, "--db-url", cinder_url, "status", "--format", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    proc.stdout.close()  # the reader went away
+    stderr = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 141, stderr
+    assert [line for line in stderr.splitlines() if not line.startswith("database: ")] == []
+
+
+def test_a_bug_has_its_own_exit_code_and_says_how_to_get_the_traceback(cli, db, cinder_url, monkeypatch):
+    from cinder_promote.cli import status as status_command
+
+    def broken(*args, **kwargs):
+        return {}["no such key"]  # stands for any bug: an exception that is none of ours
+
+    monkeypatch.setattr(status_command, "collect", broken)
+    result = cli("--db-url", cinder_url, "status")
+    assert result.exit_code == 70
+    assert "bug of cinder-promote" in result.stderr and "--debug" in result.stderr
+    traced = cli("--db-url", cinder_url, "--debug", "status")
+    assert traced.exit_code == 70 and "Traceback" in traced.stderr
+
+
+# -- OpenStack habits and readable help --------------------------------------------------------------------------
+
+def test_short_format_option(cli, db, cinder_url):
+    stopped_service(db, "node-b@be")
+    for command in (["status"], ["check"], ["history"]):
+        result = cli("--db-url", cinder_url, *command, "-f", "json")
+        assert result.exit_code in (0, 1) and json.loads(result.stdout)["database"], command
+
+
+def _all_commands():
+    import typer
+
+    from cinder_promote.cli import app
+
+    def walk(group, prefix):
+        for name, command in group.commands.items():
+            if getattr(command, "commands", None):
+                yield from walk(command, [*prefix, name])
+            else:
+                yield [*prefix, name]
+    return [[]] + list(walk(typer.main.get_command(app), []))
+
+
+@pytest.mark.parametrize("command", _all_commands(), ids=lambda c: " ".join(c) or "root")
+def test_help_reads_naturally(cli, command):
+    result = cli(*command, "--help", env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "<bool>" not in result.stdout and "<str>" not in result.stdout
+    assert "{" not in result.stdout.splitlines()[1], result.stdout  # the usage line
+
+
+def test_help_says_what_defaults_and_leaving_flags_out_mean(cli):
+    reset = cli("reset-active-backend", "--help", env={"COLUMNS": "200"}).stdout
+    assert "[default: disabled]" in reset and "[default: none, stored as NULL]" in reset
+    assert "the status becomes disabled" in reset and "by default they stay disabled" in reset
+    assert "Usage: cinder-promote undo [OPTIONS] JOURNAL_ID" in cli("undo", "--help", env={"COLUMNS": "200"}).stdout
+    root = cli("--help", env={"COLUMNS": "200"}).stdout
+    assert "first match wins" in root and "CINDER_PROMOTE_DB_URL" in root
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["undo", "abc"], "expected a whole number"),
+    (["demo", "--volumes", "-3"], "must be at least 1"),
+    (["status", "--format", "xml"], "'xml' is not one of"),
+])
+def test_usage_errors_in_plain_words(cli, args, expected):
+    result = cli(*args, env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert expected in result.stderr
+    assert "Input should" not in result.stderr and "Value error" not in result.stderr
+
+
+def test_status_on_an_80_column_terminal_keeps_host_names_whole(cli, db, cinder_url):
+    hosts = ["cinder-volume-node-17.example.org@replicated-backend", "cinder-volume-node-18.example.org@gold"]
+    for host in hosts:
+        stopped_service(db, host, disabled_reason="failed over to backend-b after the loss of backend-a")
+    result = cli("--db-url", cinder_url, "status", env={"COLUMNS": "80"})
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for host in hosts:
+        assert any(host in line for line in lines), result.stdout
+
+
+def test_debug_logs_connections_and_statements_with_timings(cli, db, cinder_url, caplog):
+    stopped_service(db, "node-b@be")
+    result = cli("--db-url", cinder_url, "--debug", "status", "--backend-host", "node-b@be")
+    assert result.exit_code == 0
+    logged = caplog.text  # --debug sets our loggers to DEBUG (pytest holds the handlers)
+    assert "connected to" in logged
+    assert re.search(r"\d+\.\d{4} s  SELECT services\.id", logged), logged
+    assert "'node-b@be'" in logged  # bind values are shown, secrets masked (next test)
+    logging.getLogger("cinder_promote").setLevel(logging.NOTSET)
+
+
+def test_debug_masks_secret_bind_values():
+    from cinder_promote.db.watch import _binds
+
+    shown = _binds({"provider_auth": "CHAP user s3cret", "host": "h"}, None, False)
+    assert "s3cret" not in shown and "'h'" in shown
+
+
+# -- JSON is consistent everywhere -------------------------------------------------------------------------------
+
+def test_a_refusal_with_json_format_is_a_json_object(cli, db, cinder_url):
+    stopped_service(db, "node-b@be", disabled=False)
+    result = cli("--db-url", cinder_url, "reset-active-backend", "--backend-host", "node-b@be",
+                 "--enable-replication", "--format", "json")
+    assert result.exit_code == 1
+    out = json.loads(result.stdout)
+    assert out["error"]["exit_code"] == 1 and "nothing was written" in out["error"]["message"]
+    assert any("cinder service-disable node-b@be cinder-volume" in line for line in out["error"]["details"])
