@@ -28,7 +28,9 @@ def _fence(db, host, *, holder, seconds, state="running", status="updating", err
         conn.execute(sa.text("UPDATE services SET replication_status = :s WHERE host = :h"), {"h": host, "s": status})
         journal_sql.insert(conn, now=now, operation="update-host-replication", target_kind="service", target=host,
                            state=state, holder=holder, lease_expires_at=now + timedelta(seconds=seconds),
-                           status_before="enabled", before={"replication_status": "enabled", "active_backend_id": None},
+                           status_before="enabled",
+                           before=[{"table": "services", "id": 0, "name": host,
+                                    "values": {"replication_status": "enabled", "active_backend_id": None}}],
                            error=error)
 
 

@@ -13,6 +13,7 @@ import re
 import sqlite3
 
 import pytest
+import sqlalchemy as sa
 from scenario import stopped_service
 
 from cinder_promote.demo import DEMO_APPLICATION_ID, is_demo_database
@@ -212,3 +213,44 @@ def test_a_refusal_with_json_format_is_a_json_object(cli, db, cinder_url):
     out = json.loads(result.stdout)
     assert out["error"]["exit_code"] == 1 and "nothing was written" in out["error"]["message"]
     assert any("cinder service-disable node-b@be cinder-volume" in line for line in out["error"]["details"])
+
+
+def test_a_dry_run_says_what_it_would_change(cli, db, cinder_url):
+    stopped_service(db, "node-b@be")
+    args = ("--db-url", cinder_url, "reset-active-backend", "--backend-host", "node-b@be", "--enable-replication")
+    dry = json.loads(cli(*args, "--dry-run", "--format", "json").stdout)
+    assert (dry["dry_run"], dry["changed"], dry["would_change"]) == (True, False, True)
+    done = json.loads(cli(*args, "--format", "json").stdout)
+    assert (done["changed"], done["would_change"]) == (True, True)
+    again = json.loads(cli(*args, "--dry-run", "--format", "json").stdout)
+    assert again["would_change"] is False
+
+
+def test_before_and_after_have_one_shape_in_every_journal_entry(cli, db, cinder_url):
+    stopped_service(db, "node-b@be")
+    url = ("--db-url", cinder_url)
+    assert cli(*url, "reset-active-backend", "--backend-host", "node-b@be", "--enable-replication").exit_code == 0
+    assert cli(*url, "update-host-replication", "--backend-host", "node-b@be", "--quiet",
+               "--driver", "cinder_promote.drivers.reference:ReferenceDriver").exit_code == 0
+    assert cli(*url, "undo", "1").exit_code == 0  # the hook left the service 'enabled', as the reset wrote it
+    entries = json.loads(cli(*url, "history", "--format", "json").stdout)["entries"]
+    assert [e["operation"] for e in entries] == ["undo", "update-host-replication", "reset-active-backend"]
+    for entry in entries:
+        for side in ("before", "after"):
+            rows = entry[side]
+            assert isinstance(rows, list) and rows, (entry["operation"], side, rows)
+            for r in rows:
+                assert {"table", "id", "name", "values"} <= set(r) and r["table"] == "services"
+                assert r["name"] == "node-b@be" and "replication_status" in r["values"]
+
+
+def test_messages_show_values_not_python_reprs(cli, db, cinder_url):
+    sid = stopped_service(db, "node-b@be")
+    url = ("--db-url", cinder_url)
+    assert cli(*url, "reset-active-backend", "--backend-host", "node-b@be", "--enable-replication").exit_code == 0
+    with db.begin() as conn:
+        conn.execute(sa.text("UPDATE services SET active_backend_id = 'elsewhere' WHERE id = :id"), {"id": sid})
+    result = cli(*url, "undo", "1")
+    assert result.exit_code == 1
+    assert "active_backend_id=elsewhere" in result.stderr and "active_backend_id=NULL" in result.stderr
+    assert "{'" not in result.stderr

@@ -48,7 +48,7 @@ def test_undo_after_concurrent_change_is_refused(cli, db, cinder_url):
     before = snapshot(db)
     result = cli("--db-url", cinder_url, "undo", str(jid))
     assert result.exit_code == 1
-    assert "1 row(s) changed since; nothing was written" in result.stderr and "'error'" in result.stderr
+    assert "1 row(s) changed since; nothing was written" in result.stderr and "replication_status=error" in result.stderr
     assert snapshot(db) == before
 
 

@@ -97,7 +97,7 @@ def _restore(kind: str, name: str, entry: journal.JournalEntry | None) -> str:
     """The reset that puts a fenced or failed target back where its hook found it."""
     if entry is None or entry.operation != HOOK:
         return _reset_to(kind, name, "<the status before the fence, see history>", None)
-    before = entry.before if isinstance(entry.before, dict) else {}
+    before = entry.before[0]["values"] if entry.before else {}
     return _reset_to(kind, name, entry.status_before, before.get("active_backend_id"))
 
 

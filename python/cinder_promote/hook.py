@@ -286,7 +286,7 @@ def _apply(engine: Engine, plan: dict[str, Any], lease: Lease, target: Target, s
             write_plan(writer, plan, lambda message: timer.say("apply", message))
             if keeper.lost or not journal.finish(
                 writer, lease.journal_id, lease.holder, state=journal.DONE, now=now,
-                after={"replication_status": status_after, "active_backend_id": backend_after},
+                after=lease.journal_rows({"replication_status": status_after, "active_backend_id": backend_after}),
                 counts={"volumes": plan["volumes"]["count"], "groups": plan["groups"]["count"]},
             ):
                 raise ConcurrentChange(

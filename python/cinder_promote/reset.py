@@ -96,6 +96,8 @@ class ResetResult:
             "operation": self.operation,
             "dry_run": self.dry_run,
             "changed": self.changed,
+            # What the command writes (or, with --dry-run, would write): "changed" alone is always false on a dry run.
+            "would_change": any(r.changed for r in self.rows),
             "journal_id": self.journal_id,
             "rows": [r.to_json() for r in self.rows],
         }
