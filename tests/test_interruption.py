@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import signal
 import sqlite3
 import subprocess
@@ -169,3 +170,14 @@ def test_row_lock_is_announced_then_the_reset_goes_on(db, cinder_url):
     code, out, stderr = reset.finish()
     assert code == 0, stderr
     assert row(db, "services", sid)["replication_status"] == "enabled"
+
+
+@pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+def test_a_long_driver_call_shows_its_elapsed_time(db, cinder_url):
+    stopped_service(db, "node-b@be", replication_status="enabled", active_backend_id=None)
+    hook = Watched("--db-url", cinder_url, "update-host-replication", "--backend-host", "node-b@be",
+                   "--driver", "hook_drivers:DistinctDriver", "--driver-option", "delay=7")
+    line = hook.wait_for("[driver] still working")
+    assert re.fullmatch(r"\[driver\] still working: \d+ s\n", line)
+    code, out, stderr = hook.finish()
+    assert code == 0, "".join(stderr)

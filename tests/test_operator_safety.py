@@ -254,3 +254,37 @@ def test_messages_show_values_not_python_reprs(cli, db, cinder_url):
     assert result.exit_code == 1
     assert "active_backend_id=elsewhere" in result.stderr and "active_backend_id=NULL" in result.stderr
     assert "{'" not in result.stderr
+
+
+# -- every URL form Cinder accepts -----------------------------------------------------------------------------
+
+URL_FORMS = {"postgresql": ["postgresql", "postgresql+psycopg2", "postgresql+asyncpg"],
+             "mysql": ["mysql", "mysql+mysqldb", "mysql+pymysql"]}
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql"], indirect=True)
+def test_every_url_form_cinder_accepts(cli, db, cinder_url, dialect):
+    from sqlalchemy.engine import make_url
+
+    stopped_service(db, "node-b@be")
+    for form in URL_FORMS[dialect]:
+        url = make_url(cinder_url).set(drivername=form).render_as_string(hide_password=False)
+        status = cli("--db-url", url, "status", "--format", "json")
+        assert status.exit_code == 0, (form, status.stderr)
+        assert [s["host"] for s in json.loads(status.stdout)["services"]] == ["node-b@be"]
+    reset = cli("--db-url", make_url(cinder_url).set(drivername=URL_FORMS[dialect][-2]).render_as_string(
+        hide_password=False), "reset-active-backend", "--backend-host", "node-b@be", "--enable-replication")
+    assert reset.exit_code == 0, reset.stderr
+
+
+def test_the_first_make_demo_is_not_silent():
+    """`make demo` installs first: it says what takes minutes, and pip is not silenced."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    plan = subprocess.run(["make", "-n", "-B", "install"], cwd=root, capture_output=True, text=True, timeout=60)
+    assert plan.returncode == 0, plan.stderr
+    assert "builds the Rust core" in plan.stdout
+    [pip] = [line for line in plan.stdout.splitlines() if " install " in line and "pip" in line]
+    assert " -q" not in pip
