@@ -181,3 +181,36 @@ def test_a_long_driver_call_shows_its_elapsed_time(db, cinder_url):
     assert re.fullmatch(r"\[driver\] still working: \d+ s\n", line)
     code, out, stderr = hook.finish()
     assert code == 0, "".join(stderr)
+
+
+def test_the_rehearsal_keeps_its_running_service_up_until_ctrl_c(cli, tmp_path):
+    from datetime import timedelta
+
+    from cinder_promote.models import utcnow
+
+    path = tmp_path / "promotion.sqlite"
+    built = cli("demo", "--disaster-only", "--db-path", str(path), "--volumes", "10", "--groups", "0")
+    assert built.exit_code == 0 and "--keep-running" in built.stdout
+    engine = sa.create_engine(f"sqlite:///{path}")
+    stale = utcnow() - timedelta(minutes=5)
+    with engine.begin() as conn:  # as if the operator had taken five minutes
+        conn.execute(sa.text("UPDATE services SET updated_at = :t WHERE host = 'cinder-4@lvm'"), {"t": stale})
+    keeper = Watched("demo", "--keep-running", "--db-path", str(path))
+    keeper.wait_for("keeping cinder-4@lvm up")
+    status = {}
+    for _ in range(100):
+        out = cli("--db-url", f"sqlite:///{path}", "status", "--backend-host", "cinder-4@lvm", "--format", "json")
+        status = json.loads(out.stdout)["services"][0]
+        if status["up"]:
+            break
+        time.sleep(0.1)
+    assert status["up"], status
+    keeper.proc.send_signal(signal.SIGINT)
+    code, _, stderr = keeper.finish()
+    assert code == 0, "".join(stderr)
+    engine.dispose()
+
+
+def test_keep_running_refuses_a_database_it_did_not_create(cli, sqlite_url):
+    result = cli("demo", "--keep-running", "--db-path", sqlite_url.removeprefix("sqlite:///"))
+    assert result.exit_code == 1 and "not a demo database" in result.stderr

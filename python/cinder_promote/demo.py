@@ -10,6 +10,7 @@ be promoted. A second, healthy backend keeps running beside them.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -62,6 +63,29 @@ def check_demo_path(path: str) -> None:
     if os.path.lexists(path) and not is_demo_database(path):
         raise Refused(f"refused to replace {shown}: it exists and is not a demo database created by cinder-promote;"
                       " it was left untouched (give another --db-path, or remove it yourself)")
+
+
+HEARTBEAT_S = 10  # Cinder's report_interval
+
+
+def keep_running(path: str, *, stop: Callable[[float], bool]) -> None:
+    """Keep the demo's running service up, as its cinder-volume would: a fresh heartbeat every HEARTBEAT_S seconds.
+
+    Only on a demo database (the tool itself never writes a heartbeat of a real
+    Cinder). Runs until `stop(seconds)` (a wait) returns True.
+    """
+    if not is_demo_database(path):
+        raise Refused(f"refused to write heartbeats to {os.path.abspath(path)}: it is not a demo database created"
+                      " by cinder-promote demo; nothing was written")
+    engine = sa.create_engine(f"sqlite:///{os.path.abspath(path)}")
+    try:
+        while True:
+            with engine.begin() as conn:
+                seed.heartbeat(conn, HEALTHY, utcnow())
+            if stop(HEARTBEAT_S):
+                return
+    finally:
+        engine.dispose()
 
 
 def build(path: str, *, volumes: int = 3000, groups: int = 300) -> DemoDatabase:

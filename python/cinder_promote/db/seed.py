@@ -53,6 +53,11 @@ def add_service(conn: Connection, host: str, *, now: datetime | None = None, **v
     return inserted_id(conn.execute(services.insert().values(**row)))
 
 
+def heartbeat(conn: Connection, host: str, now: datetime) -> int:
+    """What a running cinder-volume does every report interval (the demo's running service only)."""
+    return conn.execute(services.update().where(services.c.host == host).values(updated_at=now)).rowcount
+
+
 def add_cluster(conn: Connection, name: str, *, now: datetime | None = None, **values: Any) -> int:
     now = now or utcnow()
     row: dict[str, Any] = {
