@@ -28,9 +28,7 @@ def _fence(db, host, *, holder, seconds, state="running", status="updating", err
         conn.execute(sa.text("UPDATE services SET replication_status = :s WHERE host = :h"), {"h": host, "s": status})
         journal_sql.insert(conn, now=now, operation="update-host-replication", target_kind="service", target=host,
                            state=state, holder=holder, lease_expires_at=now + timedelta(seconds=seconds),
-                           status_before="enabled",
-                           before=[{"table": "services", "id": 0, "name": host,
-                                    "values": {"replication_status": "enabled", "active_backend_id": None}}],
+                           status_before="enabled", before={"replication_status": "enabled", "active_backend_id": None},
                            error=error)
 
 
@@ -59,6 +57,8 @@ SEEDS = {
     check.FENCED: lambda db: _fence(db, "node-a@be", holder="admin-box:77", seconds=300),
     check.HOOK_FAILED: lambda db: _fence(db, "node-a@be", holder="admin-box:77", seconds=300, state="failed",
                                          status="error", error="interrupted by SIGTERM"),
+    check.LOST_BUT_REPLICATING: lambda db: _add(db, seed.add_volumes, seed.volume_row(
+        "node-a@be#p", status="error", replication_status="enabled")),
 }
 
 
@@ -150,3 +150,17 @@ def test_after_an_undo_check_suggests_a_command_that_changes_something(cli, db, 
     assert command.startswith("cinder-promote undo 3 ")
     assert cli(*url, *command.split(" (")[0].split()[1:]).exit_code == 0
     assert _codes(cli, cinder_url)[1] == []
+
+
+def test_lost_volumes_are_reported_per_cluster_and_named(cli, db, cinder_url):
+    _clean(db)
+    lost = [seed.volume_row("node-1@be#p", cluster_name="gold@be#p", status="error", replication_status="enabled")
+            for _ in range(12)]
+    with db.begin() as conn:
+        seed.add_volumes(conn, lost)
+    result, codes = _codes(cli, cinder_url)
+    assert (result.exit_code, codes) == (1, [check.LOST_BUT_REPLICATING])
+    finding = json.loads(result.stdout)["findings"][0]
+    assert "12 volume(s) of cluster 'gold@be'" in finding["message"] and "and 2 more" in finding["message"]
+    assert sorted(r["id"] for r in finding["rows"]) == sorted(v["id"] for v in lost)
+    assert "force-delete" in finding["command"]

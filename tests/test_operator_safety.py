@@ -240,7 +240,7 @@ def test_before_and_after_have_one_shape_in_every_journal_entry(cli, db, cinder_
             rows = entry[side]
             assert isinstance(rows, list) and rows, (entry["operation"], side, rows)
             for r in rows:
-                assert {"table", "id", "name", "values"} <= set(r) and r["table"] == "services"
+                assert {"table", "name", "values"} <= set(r) and r["table"] == "services"
                 assert r["name"] == "node-b@be" and "replication_status" in r["values"]
 
 

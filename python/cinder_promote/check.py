@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from .db import journal
+from .db import journal, queries
 from .fence import OPERATION as HOOK, Fence, holder_is_dead
-from .status import ClusterStatus, ServiceStatus, collect
+from .status import ClusterStatus, ServiceStatus, backend_of, collect
 
 MEMBER_DISAGREES = "member-disagrees"
 VOLUMES_CONTRADICT = "volumes-contradict-service"
@@ -23,10 +23,12 @@ GROUPS_CONTRADICT = "groups-contradict-service"
 STUCK_TRANSITIONAL = "stuck-transitional"
 STALE_FENCE = "stale-fence"
 UP_WHILE_PROMOTING = "up-while-promoting"
+LOST_BUT_REPLICATING = "lost-volumes-replicating"
 FENCED = "fenced"
 HOOK_FAILED = "hook-failed"
 CODES = (MEMBER_DISAGREES, VOLUMES_CONTRADICT, GROUPS_CONTRADICT, STUCK_TRANSITIONAL, STALE_FENCE, UP_WHILE_PROMOTING,
-         FENCED, HOOK_FAILED)
+         LOST_BUT_REPLICATING, FENCED, HOOK_FAILED)
+SHOWN_IDS = 10  # volume ids named in a finding's message; its rows list them all
 # The newest journal entry of each target, (kind, name) -> entry: what the fixes start from.
 Latest = dict[tuple[str, str], journal.JournalEntry]
 
@@ -97,7 +99,7 @@ def _restore(kind: str, name: str, entry: journal.JournalEntry | None) -> str:
     """The reset that puts a fenced or failed target back where its hook found it."""
     if entry is None or entry.operation != HOOK:
         return _reset_to(kind, name, "<the status before the fence, see history>", None)
-    before = entry.before[0]["values"] if entry.before else {}
+    before = entry.before if isinstance(entry.before, dict) else {}
     return _reset_to(kind, name, entry.status_before, before.get("active_backend_id"))
 
 
@@ -159,10 +161,35 @@ def _latest(engine: Engine) -> Latest:
     return latest
 
 
+def _lost_but_replicating(engine: Engine, clusters: set[str]) -> list[Finding]:
+    """Volumes in `error` whose replication still claims `enabled`, one finding per service or cluster."""
+    with engine.connect() as conn:
+        rows = queries.lost_but_replicating(conn)
+    by_backend: dict[tuple[str, str], list[str]] = {}
+    for host, cluster_name, volume_id in rows:
+        cluster = backend_of(cluster_name)
+        kind, name = ("cluster", cluster) if cluster in clusters else ("service", backend_of(host))
+        if name is not None:
+            by_backend.setdefault((kind, name), []).append(volume_id)
+    findings = []
+    for (kind, name), ids in sorted(by_backend.items()):
+        shown = ", ".join(ids[:SHOWN_IDS]) + (f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else "")
+        findings.append(Finding(
+            LOST_BUT_REPLICATING,
+            f"{len(ids)} volume(s) of {kind} {name!r} are in status 'error' while their replication_status says"
+            f" 'enabled' ({shown}): a volume that Cinder's failover could not bring over has nothing to"
+            " replicate; its driver's update_host_replication must leave it alone",
+            [{"table": "volumes", "id": i} for i in ids],
+            "restore each volume from a backup or snapshot, or remove it with `cinder force-delete <volume>`;"
+            " then fix the driver so that it re-pairs only volumes alive on the new primary",
+        ))
+    return findings
+
+
 def run_check(engine: Engine, *, service_down_time: int) -> CheckReport:
     report = collect(engine, service_down_time=service_down_time)
     latest = _latest(engine)
-    findings: list[Finding] = []
+    findings: list[Finding] = _lost_but_replicating(engine, {c.row.name for c in report.clusters})
     clusters = {c.row.name: c for c in report.clusters}
     for c in report.clusters:
         findings += _check_cluster(c, [s for s in report.services if s.row.cluster_name == c.row.name], latest)

@@ -93,14 +93,6 @@ class Lease:
     def row_id(self) -> int:
         return self.target.cluster.id if self.target.cluster is not None else self.target.services[0].id
 
-    def journal_rows(self, values: dict) -> list[dict]:
-        return journal_rows(self.table, self.row_id, self.target.name, values)
-
-
-def journal_rows(table: str, row_id: int, name: str, values: dict, **extra: object) -> list[dict]:
-    """The journal's before/after, one shape for every operation: a list of the rows it wrote."""
-    return [{"table": table, "id": row_id, "name": name, "values": values, **extra}]
-
 
 @dataclass(frozen=True)
 class Busy:
@@ -159,8 +151,7 @@ def _try_acquire(engine: Engine, target: Target, holder: str, lease_seconds: flo
             entry_id = journal.insert(
                 conn, now=now, operation=OPERATION, target_kind=kind, target=target.name, state=journal.RUNNING,
                 holder=holder, lease_expires_at=expires, status_before=row.replication_status,
-                before=journal_rows(table, row.id, target.name, {"replication_status": row.replication_status,
-                                                                 "active_backend_id": row.active_backend_id}),
+                before={"replication_status": row.replication_status, "active_backend_id": row.active_backend_id},
             )
             return Lease(target, entry_id, holder, lease_seconds, row.replication_status, row.active_backend_id, None)
         fence = fence_on(conn, kind, target.name, row.replication_status, now)
@@ -180,9 +171,8 @@ def _try_acquire(engine: Engine, target: Target, holder: str, lease_seconds: flo
         entry_id = journal.insert(
             conn, now=now, operation=OPERATION, target_kind=kind, target=target.name, state=journal.RUNNING,
             holder=holder, lease_expires_at=expires, status_before=stale.status_before,
-            before=journal_rows(table, row.id, target.name, {"replication_status": stale.status_before,
-                                                             "active_backend_id": row.active_backend_id},
-                                taken_over_from=stale.id),
+            before={"replication_status": stale.status_before, "active_backend_id": row.active_backend_id,
+                    "taken_over_from": stale.id},
         )
         LOG.warning("took over the stale fence on %s from %s (journal %s)", target.label, stale.holder, stale.id)
         return Lease(target, entry_id, holder, lease_seconds, stale.status_before, row.active_backend_id, stale.id)

@@ -20,11 +20,32 @@ def _summary(entry: journal.JournalEntry) -> str:
         return entry.error.splitlines()[0]
     if entry.undo_of is not None:
         return f"undid journal {entry.undo_of}"
+    if entry.state == journal.UNCHANGED:
+        return "the driver's answer matched the database: nothing written (latest such start)"
     if entry.operation == "update-host-replication" and entry.counts:
         return f"{entry.counts.get('volumes', 0)} volume(s), {entry.counts.get('groups', 0)} group(s)"
     if isinstance(entry.after, list):
         return "; ".join(f"{r['name']}: {r['values'].get('replication_status')}" for r in entry.after)
     return ""
+
+
+# The columns of the fenced row that a startup-hook entry records; its other keys describe the run.
+_HOOK_COLUMNS = ("replication_status", "active_backend_id")
+
+
+def rows_of(entry: journal.JournalEntry, side: object) -> list[dict] | None:
+    """`before`/`after` in one shape for every entry: the rows, each with its table, name and column values.
+
+    A reset or an undo records its rows so already; a startup hook records the
+    fenced row's values (and facts about the run, kept beside them) in a mapping.
+    """
+    if side is None or isinstance(side, list):
+        return side
+    if not isinstance(side, dict):
+        return [{"value": side}]
+    row = {"table": "clusters" if entry.target_kind == "cluster" else "services", "name": entry.target,
+           "values": {k: side[k] for k in _HOOK_COLUMNS if k in side}}
+    return [row | {k: v for k, v in side.items() if k not in _HOOK_COLUMNS}]
 
 
 def entry_json(entry: journal.JournalEntry) -> dict:
@@ -33,7 +54,8 @@ def entry_json(entry: journal.JournalEntry) -> dict:
         "operation": entry.operation, "target_kind": entry.target_kind, "target": entry.target,
         "state": entry.state, "holder": entry.holder,
         "lease_expires_at": None if entry.lease_expires_at is None else entry.lease_expires_at.isoformat(),
-        "status_before": entry.status_before, "before": entry.before, "after": entry.after,
+        "status_before": entry.status_before, "before": rows_of(entry, entry.before),
+        "after": rows_of(entry, entry.after),
         "counts": entry.counts, "error": entry.error, "undo_of": entry.undo_of,
     }
 
