@@ -288,3 +288,31 @@ def test_the_first_make_demo_is_not_silent():
     assert "builds the Rust core" in plan.stdout
     [pip] = [line for line in plan.stdout.splitlines() if "pip install" in line and ".[test]" in line]
     assert " -q" not in pip
+
+
+# -- docs a stranger can follow --------------------------------------------------------------------------------
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+USER_DOCS = ["README.md", "docs/admin-guide.md", "docs/driver-guide.md", "docs/decisions.md", "docs/commands.md",
+             "cinder_patch/README"]
+
+
+@pytest.mark.parametrize("doc", USER_DOCS)
+def test_user_docs_cite_no_internal_references(doc):
+    text = (ROOT / doc).read_text()
+    assert not re.search(r"\bSPEC\b|\bspec\b|\bissue \d+|\bissue #\d+", text), re.findall(
+        r".{0,40}(?:\bSPEC\b|\bspec\b|\bissue \d+).{0,40}", text)
+
+
+def test_help_cites_no_internal_references(cli):
+    for command in _all_commands():
+        out = cli(*command, "--help", env={"COLUMNS": "200"}).stdout
+        assert not re.search(r"\bSPEC\b|\bissue \d+", out), command
+
+
+def test_admin_guide_covers_install_patch_exit_codes_and_offline_drivers():
+    guide = (ROOT / "docs/admin-guide.md").read_text()
+    for needed in ("## Install it next to Cinder", "cinder_patch/series", "cinder-patch-status",
+                   "128 + N", "130", "143", "70 a bug", "first match wins", "--keep-running",
+                   "configuration.Configuration(", "postgresql+asyncpg://"):
+        assert needed in guide, needed

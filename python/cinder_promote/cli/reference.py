@@ -19,7 +19,9 @@ HEADER = """# Command reference
 Generated from the command line by `python -m cinder_promote.cli.reference > docs/commands.md`;
 `tests/test_docs.py` fails when it is out of date. Global options go before the command, as with
 cinder-manage. Exit codes, for every command: 0 done (or nothing to do); 1 refused; 2 usage error or
-invalid value; 3 the configuration or the database could not be read or reached.
+invalid value; 3 the configuration or the database could not be read or reached; 70 a bug of
+cinder-promote (`--debug` shows the traceback); 128 + N stopped by signal N after rolling back (130
+Ctrl-C, 143 SIGTERM); 141 the reader of the output went away.
 """
 
 
