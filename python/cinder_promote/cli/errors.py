@@ -89,8 +89,11 @@ def handled(func: F | None = None, *, after_interrupt: str = NOTHING_WRITTEN) ->
     a failure is also a JSON object on stdout.
     """
     if func is None:
-        return lambda f: handled(f, after_interrupt=after_interrupt)
+        return functools.partial(_handled, after_interrupt=after_interrupt)
+    return _handled(func, after_interrupt=after_interrupt)
 
+
+def _handled(func: F, *, after_interrupt: str) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         ctx = kwargs.get("ctx")
@@ -109,7 +112,7 @@ def handled(func: F | None = None, *, after_interrupt: str = NOTHING_WRITTEN) ->
         except (Exception, Interrupted) as exc:  # noqa: BLE001 - this is the one place that maps failures
             raise typer.Exit(_fail(exc, cli, kwargs, after_interrupt)) from None
 
-    return wrapper
+    return wrapper  # type: ignore[return-value]
 
 
 def _fail(exc: BaseException, cli: CliState | None, kwargs: dict[str, Any], after_interrupt: str) -> int:

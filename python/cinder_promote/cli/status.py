@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
@@ -83,6 +83,7 @@ def render_status(report: StatusReport) -> None:
 def _render_blocks(report: StatusReport) -> None:
     """A narrow terminal: each service and cluster as a few labelled lines; words are never split."""
     out = console()
+    rows: list[tuple[str, str, Any, bool, float | None, Fence | None, dict[str, int], dict[str, int], str]]
     rows = [("service", s.row.host, s.row, s.up, s.heartbeat_age_s, s.fence, s.volumes, s.groups,
              f"cluster {show(s.row.cluster_name)}") for s in report.services]
     rows += [("cluster", c.row.name, c.row, c.up, c.heartbeat_age_s, c.fence, c.volumes, c.groups,
