@@ -93,8 +93,10 @@ def test_a_finalizer_on_a_cycle_empties_the_answer():
         known, empty = {f"v{i}": ROW for i in range(50)}, {}
 
         def call():
+            gc.disable()  # no collection before the call
             for _ in range(100):
                 Bomb()
+            gc.enable()
             gc.set_threshold(1)
             return engine.plan_updates(None, answer, None, known, empty, 8, 1)
 
@@ -128,8 +130,10 @@ def test_a_sleeping_finalizer_lets_another_thread_empty_the_answer():
         known, empty = {f"v{i}": ROW for i in range(200)}, {}
 
         def call():
+            gc.disable()  # no collection before the call
             for _ in range(50):
                 Sleeper()
+            gc.enable()
             gc.set_threshold(1)
             return engine.plan_updates(None, answer, None, known, empty, 8, 1)
 
