@@ -121,6 +121,9 @@ class Deployment:
 
     # -- persistence ----------------------------------------------------------------------------
 
+    def __post_init__(self) -> None:
+        self.state_dir = Path(self.state_dir).resolve()
+
     @property
     def record(self) -> Path:
         return self.state_dir / "deployment.json"
@@ -344,7 +347,7 @@ lock_path = {self.state_dir / 'locks'}
     def start_volume(self, name: str, backend: str, host: str = VOLUME_HOST, cluster: str | None = None,
                      db_url: str | None = None, options: dict[str, Any] | None = None) -> int:
         """A cinder-volume process `name` serving `backend` as `host@backend` (in `cluster`)."""
-        own = self.state_dir / f"volume-{name}.conf"
+        own = self.state_dir / f"{name}.conf"
         text = f"[DEFAULT]\nhost = {host}\nenabled_backends = {backend}\n"
         if cluster:
             text += f"cluster = {cluster}\n"

@@ -19,8 +19,8 @@ author will recognise the shape of a real replicating driver:
 `StorageSimulatorDriver`, the same driver without the hook, is the control backend:
 what stock Cinder does with this array.
 
-The state file is shared by every process of the deployment (the volume services of
-all backends, the tests), so every change is made under an exclusive `flock`.
+The state file (simulator_state.py) is shared by every process of the deployment,
+read and written under an exclusive lock.
 
 This module lives with the tests, not in the package: it subclasses Cinder's own
 `cinder.tests.fake_driver.FakeLoggingVolumeDriver`, so it can only be imported where
@@ -31,12 +31,9 @@ this folder on cinder-volume's PYTHONPATH and names the classes as
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import os
 import time
-from typing import Any, Iterator
+from typing import Any
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -48,6 +45,7 @@ from cinder.volume import configuration
 from cinder.volume import volume_utils
 
 from cinder_promote.drivers.bulk import UpdateList
+from simulator_state import array, array_state
 
 LOG = logging.getLogger(__name__)
 
@@ -60,29 +58,6 @@ simulator_opts = [
 cfg.CONF.register_opts(simulator_opts, group=configuration.SHARED_CONF_GROUP)
 
 REPLICATED = (fields.ReplicationStatus.ENABLED, fields.ReplicationStatus.FAILED_OVER)
-
-
-@contextlib.contextmanager
-def array_state(path: str) -> Iterator[dict[str, Any]]:
-    """The state file, read and written back under an exclusive lock."""
-    with open(path + '.lock', 'a') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            with open(path) as f:
-                state = json.load(f)
-        except FileNotFoundError:
-            state = {}
-        state.setdefault('arrays', {})
-        state.setdefault('pairs', {})
-        yield state
-        tmp = path + '.tmp'
-        with open(tmp, 'w') as f:
-            json.dump(state, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-
-
-def array(state: dict[str, Any], name: str) -> dict[str, Any]:
-    return state['arrays'].setdefault(name, {'volumes': {}, 'frozen': [], 'hook_calls': []})
 
 
 class StorageSimulatorDriver(fake_driver.FakeLoggingVolumeDriver):
