@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -156,13 +158,31 @@ def start_rig(state_dir: Path, admin_url: str) -> Deployment:
     return rig
 
 
+@contextmanager
+def deployment_on(request: pytest.FixtureRequest, admin_url: str) -> Iterator[Deployment]:
+    """A deployment in a state folder under the repository's .cache/e2e (not pytest's tmp
+    folders, which other pytest sessions of the machine prune while the processes run),
+    removed afterwards unless a test failed (its logs are then kept, and named)."""
+    base = REPO / ".cache" / "e2e"
+    base.mkdir(parents=True, exist_ok=True)
+    state_dir = Path(tempfile.mkdtemp(prefix="deployment-", dir=base))
+    deployment = start_rig(state_dir, admin_url)
+    try:
+        yield deployment
+    finally:
+        deployment.stop_all(drop=True)
+        if request.session.testsfailed:
+            print(f"\ndeployment logs kept in {state_dir / 'log'}")
+        else:
+            shutil.rmtree(state_dir, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def rig(request: pytest.FixtureRequest) -> Iterator[Deployment]:
     with phase("patched Cinder venv (scripts/cinder-patched-venv)"):
         patched_venv()
-    deployment = start_rig(tmp_path_factory.mktemp("deployment"), server_url("CINDER_PROMOTE_TEST_MYSQL_URL"))
-    yield deployment
-    deployment.stop_all(drop=True)
+    with deployment_on(request, server_url("CINDER_PROMOTE_TEST_MYSQL_URL")) as deployment:
+        yield deployment
 
 
 @pytest.fixture(scope="session")
