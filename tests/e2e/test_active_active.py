@@ -50,11 +50,16 @@ def hook_calls(rig: Deployment, array: str) -> list[dict]:
 
 
 def start_members(rig: Deployment, db_urls: list[str | None]) -> None:
+    """Both members at once; the array takes 3 s to answer the hook, so their starts overlap."""
     for member, db_url in zip(MEMBERS, db_urls):
-        rig.start_volume(f"volume-{member}", "gold", host=member, cluster="cluster-gold", db_url=db_url)
+        rig.start_volume(f"volume-{member}", "gold", host=member, cluster="cluster-gold", db_url=db_url,
+                         options={"simulator_hook_delay": 3})
 
 
 def wait_members(operator: Operator, replication: str) -> dict[str, dict[str, str]]:
+    for member in MEMBERS:
+        if operator.rig.running(f"volume-{member}"):
+            operator.rig.wait_volume_ready(f"volume-{member}")
     return {m: wait_service(operator, f"{m}@gold", replication=replication, timeout=90) for m in MEMBERS}
 
 
@@ -64,7 +69,9 @@ def test_cluster_promotion(cluster_rig, tmp_path) -> None:  # noqa: ANN001 - a f
     operator, database = Operator(rig), Database(rig.db_url)
     try:
         with phase(f"A-A on {kind}: two fresh members, volumes, failover to gold-b"):
-            start_members(rig, db_urls)
+            rig.start_volume("volume-node-1", "gold", host="node-1", cluster="cluster-gold", db_url=db_urls[0])
+            wait_service(operator, "node-1@gold", replication="enabled")
+            rig.start_volume("volume-node-2", "gold", host="node-2", cluster="cluster-gold", db_url=db_urls[1])
             fresh = wait_members(operator, "enabled")
             assert {row["Cluster"] for row in fresh.values()} == {CLUSTER}
             assert hook_calls(rig, "gold-a")
@@ -93,6 +100,9 @@ def test_cluster_promotion(cluster_rig, tmp_path) -> None:  # noqa: ANN001 - a f
         calls = hook_calls(rig, "gold-b")
         assert len(calls) == 1, calls
         assert calls[0]["status"] == "enabled"
+        # The other member saw the live fence and skipped the hook.
+        skipped = [m for m in MEMBERS if "is fenced" in rig.started_log(f"volume-{m}")]
+        assert len(skipped) == 1, skipped
         assert changes(database.journal(CLUSTER)) == [("reset-active-backend", "done"),
                                                       ("update-host-replication", "done")]
         for name in ("g1", "g2"):
