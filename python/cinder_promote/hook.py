@@ -152,7 +152,7 @@ def update_host_replication(
             _work(engine, hook, lease, target, context, timer, result, keeper)
     except BaseException as exc:
         # Guarded by the journal entry: a fence taken over meanwhile is left to its new holder.
-        released = _release_on_failure(engine, lease, exc)
+        released = release_on_failure(engine, lease, exc)
         fence_note = (f"the fence was released to 'error' (journal {lease.journal_id})" if released else
                       f"the fence could not be released: it stays until its lease expires (journal {lease.journal_id})")
         if isinstance(exc, CinderPromoteError) and not isinstance(exc, DriverAnswerError):
@@ -310,7 +310,7 @@ def _apply(engine: Engine, plan: dict[str, Any], lease: Lease, target: Target, s
         raise
 
 
-def _release_on_failure(engine: Engine, lease: Lease, exc: BaseException) -> bool:
+def release_on_failure(engine: Engine, lease: Lease, exc: BaseException) -> bool:
     """Release the fence to `error` and journal why, if the fence is still ours; True when released."""
     reason = exc.message if isinstance(exc, CinderPromoteError) else f"{type(exc).__name__}: {exc}"
     if isinstance(exc, CinderPromoteError) and exc.details:

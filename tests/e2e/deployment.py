@@ -12,7 +12,8 @@ The volume backends are storage_simulator.py's drivers sharing one JSON state fi
 
 - `replicated`: the hook driver, array-a replicating to array-b (the admin guide's story);
 - `control`: the same driver without the hook, control-a replicating to control-b;
-- `gold`: the hook driver for the active-active cluster, gold-a replicating to gold-b.
+- `gold`: the hook driver for the active-active cluster, gold-a replicating to gold-b;
+- `slow`: the hook driver for a service stopped while its hook works, slow-a to slow-b.
 
 Each cinder-volume process reads the shared cinder.conf plus a small file of its own
 (host, enabled_backends, cluster, database connection, simulator options), so one
@@ -66,6 +67,7 @@ def default_backends() -> dict[str, Backend]:
         "replicated": Backend("StorageSimulatorHookDriver", "array-a", "array-b"),
         "control": Backend("StorageSimulatorDriver", "control-a", "control-b"),
         "gold": Backend("StorageSimulatorHookDriver", "gold-a", "gold-b"),
+        "slow": Backend("StorageSimulatorHookDriver", "slow-a", "slow-b"),
     }
 
 

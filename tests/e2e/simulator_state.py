@@ -35,3 +35,17 @@ def array_state(path: str) -> Iterator[dict[str, Any]]:
 
 def array(state: dict[str, Any], name: str) -> dict[str, Any]:
     return state['arrays'].setdefault(name, {'volumes': {}, 'frozen': [], 'hook_calls': []})
+
+
+def read_state(path: str) -> dict[str, Any]:
+    """The state as it is now (empty before any backend started), without changing it."""
+    with open(path + '.lock', 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        try:
+            with open(path) as f:
+                state = json.load(f)
+        except FileNotFoundError:
+            state = {}
+    state.setdefault('arrays', {})
+    state.setdefault('pairs', {})
+    return state

@@ -11,13 +11,12 @@ while cinder-api and cinder-scheduler use node 1.
 
 from __future__ import annotations
 
-import json
 
 import pytest
 from conftest import Database, Operator, deployment_on, phase, server_url
 from deployment import Deployment, database_url
 from sqlalchemy.engine import make_url
-from test_workflow import changes, wait_service, wait_volume
+from test_workflow import arrays, changes, wait_service, wait_volume
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +45,7 @@ def cluster_rig(request: pytest.FixtureRequest):
 
 
 def hook_calls(rig: Deployment, array: str) -> list[dict]:
-    return json.loads(rig.arrays_file.read_text())["arrays"].get(array, {}).get("hook_calls", [])
+    return arrays(rig)["arrays"].get(array, {}).get("hook_calls", [])
 
 
 def start_members(rig: Deployment, db_urls: list[str | None]) -> None:

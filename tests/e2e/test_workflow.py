@@ -25,7 +25,7 @@ import time
 import pytest
 from conftest import Database, Operator, phase, wait_until
 from deployment import Deployment
-from simulator_state import array_state
+from simulator_state import array_state, read_state
 
 pytestmark = pytest.mark.e2e
 
@@ -62,7 +62,7 @@ def changes(journal: list) -> list[tuple[str, str]]:
 
 
 def arrays(rig: Deployment) -> dict:
-    return json.loads(rig.arrays_file.read_text())
+    return read_state(str(rig.arrays_file))
 
 
 @pytest.fixture(scope="module")
