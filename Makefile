@@ -6,17 +6,24 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: demo test install venv system-deps servers cinder-venv rust-test pytest stubtest typecheck bench bench-report clean
+.PHONY: demo test e2e install venv system-deps servers cinder-venv rust-test pytest stubtest typecheck bench bench-report clean
 
 # Run the demo on the embedded SQLite default: no server, no Cinder install.
 demo: install
 	$(VENV)/bin/cinder-promote demo
 
-# Everything the tests need, then every test: Rust, stubs, and pytest on
-# SQLite, PostgreSQL and MariaDB with Cinder 29.0.0's own schema.
+# Everything the tests need, then every test: Rust, stubs, pytest on SQLite,
+# PostgreSQL and MariaDB with Cinder 29.0.0's own schema, then the workflow
+# on a whole Cinder deployment (the e2e selection, which plain pytest leaves out).
 test: system-deps install rust-test stubtest typecheck cinder-venv
 	@servers_env="$$(scripts/servers start)" || { echo "scripts/servers start failed" >&2; exit 1; }; \
-	  eval "$$servers_env"; $(PY) -m pytest $(PYTEST_ARGS)
+	  eval "$$servers_env"; $(PY) -m pytest $(PYTEST_ARGS) && $(PY) -m pytest -m e2e tests/e2e $(PYTEST_ARGS)
+
+# The admin guide's story end to end on a real deployment (tests/e2e: RabbitMQ,
+# cinder-api/scheduler/volume of the patched Cinder, the storage simulator).
+e2e: system-deps install
+	@servers_env="$$(scripts/servers start)" || { echo "scripts/servers start failed" >&2; exit 1; }; \
+	  eval "$$servers_env"; $(PY) -m pytest -m e2e tests/e2e $(PYTEST_ARGS)
 
 venv:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
