@@ -13,7 +13,7 @@ import signal
 import pytest
 from conftest import Database, Operator, phase, wait_until
 from deployment import Deployment
-from test_workflow import arrays, changes, wait_service
+from test_workflow import arrays, wait_service
 
 pytestmark = pytest.mark.e2e
 
@@ -42,9 +42,9 @@ def test_sigterm_during_hook_releases_the_fence(rig: Deployment, operator: Opera
         rig.wait_volume_ready("volume-slow")
         row = wait_service(operator, HOST)
     assert len(hook_calls(rig)) == 2
-    journal = database.journal(HOST)
-    assert journal[-1].state in ("done", "unchanged") and changes(journal)[-2:] == [
-        ("update-host-replication", "failed"), ("update-host-replication", journal[-1].state)][-len(changes(journal)[-2:]):]
-    # Nothing reset the service: it comes up as the control backend does.
-    assert row["Replication Status"] == operator.services()["cinder-1@control"]["Replication Status"]
+    states = [e.state for e in database.journal(HOST) if e.operation == "update-host-replication"]
+    assert states[-2:] in (["failed", "done"], ["failed", "unchanged"]), states
+    # The driver said nothing of the service: Cinder derives its status from the driver's
+    # stats, as for the control backend (test_workflow), which replicates the same way.
+    assert row["Replication Status"] == "enabled"
     rig.stop("volume-slow")
