@@ -120,6 +120,8 @@ def test_cluster_promotion(cluster_rig, tmp_path) -> None:  # noqa: ANN001 - a f
         # Both members serve: each created some of the new volumes (the cluster's queue alternates).
         created = {m: rig.started_log(f"volume-{m}").count("Created volume successfully") for m in MEMBERS}
         assert sum(created.values()) == len(ids) and all(created.values()), created
+        status = operator.promote("status", "--cluster", CLUSTER, "--format", "json").stdout
+        assert CLUSTER in status and "enabled" in status
         operator.promote("check")
     finally:
         database.engine.dispose()

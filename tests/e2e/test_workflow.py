@@ -179,7 +179,7 @@ def test_reset_active_backend(rig: Deployment, operator: Operator, database: Dat
     assert (service.replication_status, service.active_backend_id, service.frozen, service.disabled) == (
         "enabled", None, 1, 1)
     # The volumes still say failed-over until the hook runs: check says so (exit 1).
-    contradiction = operator.promote("check", expect=1)
+    contradiction = operator.promote("check", "--format", "json", expect=1)
     assert "volumes-contradict-service" in contradiction.stdout
 
 
@@ -273,7 +273,13 @@ def test_reference_driver_leaves_lost_volumes(rig: Deployment, operator: Operato
         rig.stop("volume-control")
         operator.cinder("service-disable", CONTROL, "cinder-volume", "--reason", "promoting control-b")
         wait_service(operator, CONTROL, state="down", timeout=40)
-        operator.promote("reset-active-backend", "--backend-host", CONTROL, "--enable-replication")
+        # The guide's cinder-manage spelling, through cinder-promote.
+        operator.promote("db", "reset_active_backend", "--backend-host", CONTROL, "--enable-replication")
+        # "Taking a mistake back": the undo would restore exactly what the reset changed.
+        (reset,) = [e for e in database.journal(CONTROL) if e.operation == "reset-active-backend"]
+        undo = operator.promote("undo", str(reset.id), "--dry-run")
+        assert "control-b" in undo.stdout and "failed-over" in undo.stdout
+        assert database.service(CONTROL).replication_status == "enabled"
         operator.promote("update-host-replication", "--backend-host", CONTROL, "--driver", REFERENCE,
                          "--driver-option", "replication_target=control-c")
     c1 = database.volume("c1")
@@ -289,5 +295,5 @@ def test_check_flags_error_enabled(operator: Operator, database: Database) -> No
     """Finding 2: `check` reports a volume in error whose replication claims enabled."""
     operator.cinder("reset-state", "--state", "error", "c1")
     assert (database.volume("c1").status, database.volume("c1").replication_status) == ("error", "enabled")
-    found = operator.promote("check", expect=1)
-    assert database.volume("c1").id in found.stdout
+    found = json.loads(operator.promote("check", "--format", "json", expect=1).stdout)
+    assert "lost-volumes-replicating" in json.dumps(found) and database.volume("c1").id in json.dumps(found)
