@@ -278,6 +278,10 @@ api_paste_config = {self.venv / 'etc' / 'cinder' / 'api-paste.ini'}
 service_down_time = 10
 report_interval = 2
 periodic_interval = 5
+# one project (noauth's admin) creates every volume of the tests
+quota_volumes = -1
+quota_gigabytes = -1
+quota_snapshots = -1
 enabled_backends = {','.join(self.backends)}
 debug = true
 
