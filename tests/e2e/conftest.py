@@ -147,8 +147,8 @@ def wait_until(what: str, check, timeout: float = 60, interval: float = 0.5):
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
 
 
-def start_rig(state_dir: Path, admin_url: str) -> Deployment:
-    rig = Deployment(state_dir=state_dir, venv=patched_venv(), admin_url=admin_url)
+def start_rig(state_dir: Path, admin_url: str, galera: bool = False) -> Deployment:
+    rig = Deployment(state_dir=state_dir, venv=patched_venv(), admin_url=admin_url, galera=galera)
     try:
         with phase("rig: RabbitMQ, database sync, cinder-api and cinder-scheduler"):
             rig.start(volumes=False)
@@ -159,14 +159,14 @@ def start_rig(state_dir: Path, admin_url: str) -> Deployment:
 
 
 @contextmanager
-def deployment_on(request: pytest.FixtureRequest, admin_url: str) -> Iterator[Deployment]:
+def deployment_on(request: pytest.FixtureRequest, admin_url: str, galera: bool = False) -> Iterator[Deployment]:
     """A deployment in a state folder under the repository's .cache/e2e (not pytest's tmp
     folders, which other pytest sessions of the machine prune while the processes run),
     removed afterwards unless a test failed (its logs are then kept, and named)."""
     base = REPO / ".cache" / "e2e"
     base.mkdir(parents=True, exist_ok=True)
     state_dir = Path(tempfile.mkdtemp(prefix="deployment-", dir=base))
-    deployment = start_rig(state_dir, admin_url)
+    deployment = start_rig(state_dir, admin_url, galera)
     try:
         yield deployment
     finally:

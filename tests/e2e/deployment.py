@@ -120,6 +120,7 @@ class Deployment:
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
     db_url: str = ""
+    galera: bool = False                # a multi-writer Galera cluster: causal reads (see write_conf)
     node: str = ""
     _children: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
     log_offsets: dict[str, int] = field(default_factory=dict, repr=False)   # where each start's log begins
@@ -141,7 +142,7 @@ class Deployment:
 
     def save(self) -> None:
         data = {"venv": str(self.venv), "admin_url": self.admin_url, "ports": self.ports, "pids": self.pids,
-                "db_url": self.db_url, "node": self.node,
+                "db_url": self.db_url, "galera": self.galera, "node": self.node,
                 "backends": {k: vars(v) for k, v in self.backends.items()}}
         self.record.write_text(json.dumps(data, indent=1))
 

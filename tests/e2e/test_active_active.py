@@ -27,7 +27,7 @@ MEMBERS = ("node-1", "node-2")
 @pytest.fixture(scope="module")
 def galera_rig(request: pytest.FixtureRequest):
     urls = server_url("CINDER_PROMOTE_TEST_GALERA_URLS").split(",")
-    with deployment_on(request, urls[0]) as deployment:
+    with deployment_on(request, urls[0], galera=True) as deployment:
         deployment.galera_urls = urls   # type: ignore[attr-defined]
         yield deployment
 
@@ -68,9 +68,8 @@ def test_cluster_promotion(cluster_rig, tmp_path) -> None:  # noqa: ANN001 - a f
     operator, database = Operator(rig), Database(rig.db_url)
     try:
         with phase(f"A-A on {kind}: two fresh members, volumes, failover to gold-b"):
-            rig.start_volume("volume-node-1", "gold", host="node-1", cluster="cluster-gold", db_url=db_urls[0])
-            wait_service(operator, "node-1@gold", replication="enabled")
-            rig.start_volume("volume-node-2", "gold", host="node-2", cluster="cluster-gold", db_url=db_urls[1])
+            # Fresh members, started together: both come up as stock Cinder brings them up.
+            start_members(rig, db_urls)
             fresh = wait_members(operator, "enabled")
             assert {row["Cluster"] for row in fresh.values()} == {CLUSTER}
             assert hook_calls(rig, "gold-a")
