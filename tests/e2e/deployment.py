@@ -41,6 +41,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 API_VERSION = "3.71"
 VOLUME_HOST = "cinder-1"
+# Processes write through different Galera nodes: without causal reads, Cinder's own
+# read-then-save (freeze_host after the API's frozen=True) fails certification (1213).
+GALERA_CAUSAL_READS = "mysql_wsrep_sync_wait = 1\n"
 # What VolumeManager.init_host_with_rpc logs last (with or without the hook).
 INITIALIZED = "Driver post RPC initialization completed successfully"
 
@@ -288,7 +291,7 @@ debug = true
 
 [database]
 connection = {self.db_url}
-
+{GALERA_CAUSAL_READS if self.galera else ""}
 [oslo_concurrency]
 lock_path = {self.state_dir / 'locks'}
 
