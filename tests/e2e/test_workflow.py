@@ -73,6 +73,8 @@ def story() -> dict:
 
 def test_fresh_service_is_like_the_control(rig: Deployment, operator: Operator) -> None:
     """Finding 1: the hook driver's fresh service gets the control backend's replication status."""
+    # "Install it next to Cinder": the deployment's Cinder carries the whole series.
+    assert "cinder is patched" in operator.run("cinder-promote", "cinder-patch-status").stdout
     with phase("start cinder-volume for replicated and control (fresh services)"):
         rig.start_volume("volume-replicated", "replicated")
         rig.start_volume("volume-control", "control")
