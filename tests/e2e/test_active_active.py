@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from conftest import Database, Operator, deployment_on, phase, server_url
-from deployment import Deployment, database_url
 from sqlalchemy.engine import make_url
-from test_workflow import arrays, changes, wait_service, wait_volume
+
+from .deployment import Deployment, database_url
+from .harness import Database, Operator, deployment_on, phase, server_url
+from .test_workflow import arrays, changes, wait_service, wait_volume
 
 pytestmark = pytest.mark.e2e
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import signal
 
 import pytest
-from conftest import Database, Operator, phase, wait_until
-from deployment import Deployment
-from test_workflow import arrays, wait_service
+
+from .harness import Database, Operator, phase, wait_until
+from .deployment import Deployment
+from .test_workflow import arrays, wait_service
 
 pytestmark = pytest.mark.e2e
 

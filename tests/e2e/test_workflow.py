@@ -23,9 +23,10 @@ import json
 import time
 
 import pytest
-from conftest import Database, Operator, phase, wait_until
-from deployment import Deployment
-from simulator_state import array_state, read_state
+
+from .harness import Database, Operator, phase, wait_until
+from .deployment import Deployment
+from .simulator_state import array_state, read_state
 
 pytestmark = pytest.mark.e2e
 
