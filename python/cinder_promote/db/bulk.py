@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from .queries import Owner, driver_statement, owned_by, owned_ids
 from .schema import groups, volumes
 
 TABLES = {"volumes": volumes, "groups": groups}
@@ -33,6 +34,8 @@ _temp_names = itertools.count(1)
 # asyncpg and PostgreSQL's protocol: at most 32767 bind parameters per statement.
 _PG_MAX_PARAMS = 32767
 _MYSQL_MAX_PARAMS = 65535
+# Databases whose identical updates select rows by owner after the exact-rows proof.
+_PROVED_BY_OWNER = {"mysql"}
 
 # Added to the SET list of PostgreSQL's bulk UPDATEs, whose WHERE already asks for
 # `deleted = false`: the value cannot change (a row deleted meanwhile fails that WHERE
@@ -66,6 +69,19 @@ def max_params(engine: Engine) -> int:
         finally:
             probe.close()
     return _PG_MAX_PARAMS if backend == "postgresql" else _MYSQL_MAX_PARAMS
+
+
+def proves_exact_rows(engine: Engine) -> bool:
+    """Whether identical updates go by host (or cluster) after the exact-rows proof
+    (`Writer.update_set_of_owner`) on this database, rather than always by id chunks.
+
+    MariaDB/MySQL (and Galera): naming 100,000 ids cost about 3x the UPDATE by host
+    itself, and InnoDB's locking read also locks the host's range against inserts.
+    PostgreSQL: an `id = ANY($1)` array already writes as fast as the UPDATE by host
+    (benches/test_write.py), so the proof's read would only add. SQLite: see
+    docs/decisions.md.
+    """
+    return engine.url.get_backend_name() in _PROVED_BY_OWNER
 
 
 def uses_asyncpg(engine: Engine) -> bool:
@@ -115,6 +131,38 @@ class Writer:
         table = TABLES[table_name]
         statement = sa.update(table).where(table.c.id.in_(list(ids)), table.c.deleted == sa.false()).values(**values)
         return self.execute(statement).rowcount
+
+    def update_set_of_owner(self, table_name: str, values: dict[str, Any], ids: Sequence[str], owner: Owner) -> int | None:
+        """Identical values for exactly the rows `ids`, written by one UPDATE that selects the
+        owner's live rows (its host or cluster, pools included) instead of naming every id,
+        when it is proved that those are exactly `ids` (SPEC section 5, amended): a locking
+        read of the owner's live ids in this transaction, compared as a set with `ids`.
+
+        On InnoDB (REPEATABLE READ, MariaDB's and MySQL's default) that read locks the
+        `(deleted, host)` range with its gaps, so no volume can be created, moved into or
+        deleted from it until COMMIT; the UPDATE then walks the same range under those
+        locks. On Galera a row that another node inserts meanwhile cannot be applied into
+        the locked range: it aborts this transaction (a lost race, written again) or comes
+        after its commit, untouched. The UPDATE's own row count must also equal the number
+        of named ids (a belt for READ COMMITTED, which locks no gaps): otherwise it is
+        rolled back to a savepoint. Returns the rows written, or None when the proof
+        failed: nothing was written, and the caller names the ids in chunks.
+        """
+        table = TABLES[table_name]
+        locked = self._execute(("ids", owned_ids(table, owner).with_for_update()))
+        named = set(ids)
+        # A set of the same size as the list and the same set as the locked ids: every
+        # named id is a live row of the owner, and every live row of the owner is named.
+        if len(named) != len(ids) or locked != named:
+            return None
+        self._execute(("raw", "SAVEPOINT cinder_promote_by_owner", ()))
+        update = sa.update(table).where(owned_by(table, owner), table.c.deleted == sa.false()).values(**values)
+        written = self.execute(update).rowcount
+        if written != len(named):
+            self._execute(("raw", "ROLLBACK TO SAVEPOINT cinder_promote_by_owner", ()))
+            return None
+        self._execute(("raw", "RELEASE SAVEPOINT cinder_promote_by_owner", ()))
+        return int(written)
 
     def update_rows(self, table_name: str, columns: list[str], chunks: Sequence[tuple[list[str], list[list[Any]]]]) -> int:
         """Distinct values per row: `chunks` of (ids, column-wise values), all with `columns`."""
@@ -193,6 +241,14 @@ class Writer:
 
 def _sync_executor(conn: Connection) -> Callable[[Any], Any]:
     def run(item: Any) -> Any:
+        if isinstance(item, tuple) and item and item[0] == "ids":
+            # The first column of a query as a set, read on the driver's own cursor (no SQLAlchemy rows).
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(*driver_statement(conn, item[1].compile(dialect=conn.dialect)))
+                return {row[0] for row in cursor.fetchall()}
+            finally:
+                cursor.close()
         if isinstance(item, tuple) and item and item[0] == "raw":
             return conn.exec_driver_sql(item[1], item[2]) if item[2] else conn.exec_driver_sql(item[1])
         if isinstance(item, tuple) and item and item[0] == "many":
