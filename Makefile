@@ -23,9 +23,13 @@ venv:
 	@$(PIP) install -q --upgrade pip
 
 # `pip install .` from the checkout: builds the Rust module with maturin and
-# installs the package with its console script.
+# installs the package with its console script; with the [mysql] extra (mysqlclient,
+# the hook's fast MariaDB driver) when libmariadb's headers are there to build it
+# (scripts/install-system-deps installs them for `make test`; `make demo` needs no server).
 install: venv
-	$(PIP) install -q ".[test]"
+	@extras=test; if pkg-config --exists libmariadb 2>/dev/null; then extras=test,mysql; \
+	  else echo "install: libmariadb-dev is not installed: without mysqlclient (the hook falls back to PyMySQL)"; fi; \
+	  echo "$(PIP) install -q \".[$$extras]\""; $(PIP) install -q ".[$$extras]"
 
 system-deps:
 	scripts/install-system-deps

@@ -216,7 +216,7 @@ def _mysql_datetime(value: bytes | None) -> datetime | None:
         return None
 
 
-def driver_statement(conn: Connection, compiled: sa.engine.Compiled) -> tuple[str, Any]:
+def driver_statement(conn: Connection, compiled: Any) -> tuple[str, Any]:
     """A compiled statement as the database driver's SQL text and parameters:
     positional (sqlite3's qmark, mysqlclient's format) or named (PyMySQL's pyformat)."""
     params = (tuple(compiled.params[name] for name in compiled.positiontup or ()) if compiled.positional
