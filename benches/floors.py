@@ -22,6 +22,8 @@ PostgreSQL also "by-ids-keys", the same with `deleted = false` in the SET list.
 On MariaDB two other ways of naming the ids in one set-based UPDATE: a MEMORY
 temporary table of the ids joined to volumes ("by-ids-temp"), and the ids as
 one JSON array joined through `JSON_TABLE` ("by-ids-json").
+
+The read floors (`prepare_read`, below) are the hook's load on the database driver alone.
 """
 
 from __future__ import annotations
@@ -190,6 +192,77 @@ def prepare_mysql(url: str, method: str, columns: list[str], rows: Rows, host: s
 
     return run
 
+
+# -- read floors ----------------------------------------------------------------------------------
+# The hook's load, on the database driver alone: every column of the host's live volumes, pools
+# included, by id, fetched into the driver's own row tuples (no records, no SQLAlchemy).
+# - SQLite: sqlite3 (timestamps stay text, as the hook's records keep them).
+# - PostgreSQL: psycopg2 (text protocol, every column typecast), and asyncpg (binary protocol).
+# - MariaDB: PyMySQL; mysqlclient; mysqlclient without its DATETIME converter
+#   ("mysqlclient-raw-datetime": the text kept, as the hook's load reads it).
+
+READ_SQL = "SELECT * FROM volumes WHERE {where} ORDER BY id"
+
+
+def prepare_read(dialect: str, url: str, method: str, host: str) -> Runner:
+    u = sa.engine.make_url(url)
+    if dialect == "sqlite":
+        conn: Any = sqlite3.connect(_sqlite_path(url))
+        sql = READ_SQL.format(where=HOST_WHERE.format(false=0, host=host))
+    elif method == "asyncpg":
+        import asyncpg
+
+        loop = asyncio.new_event_loop()
+        aconn = loop.run_until_complete(asyncpg.connect(host=u.host, port=u.port, user=u.username,
+                                                        password=u.password, database=u.database))
+        sql = READ_SQL.format(where=HOST_WHERE.format(false="false", host=host))
+
+        def run_asyncpg() -> int:
+            try:
+                return len(loop.run_until_complete(aconn.fetch(sql)))
+            finally:
+                loop.run_until_complete(aconn.close())
+                loop.close()
+
+        return run_asyncpg
+    elif dialect == "postgresql":
+        import psycopg2
+
+        conn = psycopg2.connect(host=u.host, port=u.port, user=u.username, password=u.password, dbname=u.database)
+        sql = READ_SQL.format(where=HOST_WHERE.format(false="false", host=host))
+    else:
+        kw = dict(host=u.host, port=u.port or 3306, user=u.username, password=u.password or "", database=u.database,
+                  charset="utf8mb4")
+        sql = READ_SQL.format(where=HOST_WHERE.format(false=0, host=host))
+        if method == "pymysql":
+            import pymysql
+
+            conn = pymysql.connect(**kw)
+            sql = sql.replace("%", "%%")
+        else:
+            import MySQLdb
+            from MySQLdb.constants import FIELD_TYPE
+            from MySQLdb.converters import conversions
+
+            conv = dict(conversions)
+            if method == "mysqlclient-raw-datetime":
+                conv.pop(FIELD_TYPE.DATETIME)
+            conn = MySQLdb.connect(conv=conv, **kw)
+            sql = sql.replace("%", "%%")
+
+    def run() -> int:
+        try:
+            cursor = conn.cursor()
+            cursor.execute(sql)
+            return len(cursor.fetchall())
+        finally:
+            conn.close()
+
+    return run
+
+
+READ_METHODS = {"sqlite": ["sqlite3"], "postgresql": ["psycopg2", "asyncpg"],
+                "mysql": ["pymysql", "mysqlclient", "mysqlclient-raw-datetime"]}
 
 PREPARE = {"sqlite": prepare_sqlite, "postgresql": prepare_postgresql, "mysql": prepare_mysql}
 METHODS = {"sqlite": ["values", "executemany"], "postgresql": ["copy", "copy-keys", "unnest"], "mysql": ["temp-table"]}
