@@ -280,3 +280,54 @@ def test_the_driver_sees_the_same_records_through_every_database_driver(factorie
     by_name = dict((n, (t, v)) for n, t, v in seen["mysqlclient"][0])
     assert by_name["created_at"] == (datetime, _STAMP) and by_name["multiattach"] == (bool, True)
     assert by_name["size"] == (int, 7) and by_name["deleted_at"] == (type(None), None)
+
+
+# -- the rows with distinct values: LOAD DATA LOCAL INFILE into the temporary table --------------------
+
+AWKWARD = ["tab\there", "new\nline", "back\\slash\\N", "quote's \"both\"", "caf\u00e9", "", "\\", "end\\"]
+
+
+def _awkward_answer(volumes, groups):
+    """Distinct values that LOAD DATA's format must escape, NULLs among them."""
+    updates = []
+    for i, volume in enumerate(volumes):
+        value = f"{AWKWARD[i % len(AWKWARD)]}-{i}" if i % 5 else None
+        updates.append({"volume_id": volume.id, "updates": {"replication_driver_data": value,
+                                                            "provider_location": AWKWARD[i % len(AWKWARD)]}})
+    return None, updates, []
+
+
+def _driver_data(db: sa.Engine, ids: list[str]) -> dict[str, tuple[Any, Any]]:
+    with db.connect() as conn:
+        rows = conn.execute(sa.text("SELECT id, replication_driver_data, provider_location FROM volumes")).all()
+    return {r[0]: (r[1], r[2]) for r in rows if r[0] in set(ids)}
+
+
+def _expected_awkward(mine: list[str]) -> dict[str, tuple[Any, Any]]:
+    return {vid: (f"{AWKWARD[i % len(AWKWARD)]}-{i}" if i % 5 else None, AWKWARD[i % len(AWKWARD)])
+            for i, vid in enumerate(sorted(mine))}
+
+
+def test_distinct_values_arrive_exactly_through_load_data(db, engine, caplog):
+    _, mine, _ = _backend(db, n_volumes=80)
+    caplog.set_level("INFO", logger="cinder_promote")
+    result = update_host_replication(engine, AnswerDriver(_awkward_answer), host=HOST)
+    assert result.outcome == "done" and result.volumes_updated == 80 and result.database_driver == "mysqldb"
+    assert not any("LOAD DATA" in r.getMessage() for r in caplog.records), "LOAD DATA was not refused"
+    assert _driver_data(db, mine) == _expected_awkward(mine)
+
+
+def test_load_data_refused_by_the_client_falls_back_to_inserts(db, cinder_url, caplog):
+    """A mysqlclient engine whose client refuses LOCAL (error 4166; the server's `local_infile=OFF`
+    gives the same refusal): the rows go by INSERT, and arrive the same."""
+    _, mine, _ = _backend(db, n_volumes=80)
+    caplog.set_level("INFO", logger="cinder_promote")
+    plain = sa.create_engine(sa.engine.make_url(cinder_url).set(drivername="mysql+mysqldb"),
+                             connect_args={"local_infile": 0})
+    try:
+        result = update_host_replication(plain, AnswerDriver(_awkward_answer), host=HOST)
+    finally:
+        plain.dispose()
+    assert result.outcome == "done" and result.database_driver == "mysqldb"
+    assert any("refuses LOAD DATA LOCAL INFILE" in r.getMessage() for r in caplog.records)
+    assert _driver_data(db, mine) == _expected_awkward(mine)
