@@ -205,9 +205,11 @@ def _boot(venv: Path, workdir: Path, tag: str) -> dict:
     return json.loads(reports[-1][len("STARTUP "):])  # type: ignore[no-any-return]
 
 
+# Unpatched and patched of one database and size run one after the other (the machine's load
+# moves as little as possible between the two).
+@pytest.mark.parametrize("who", ["unpatched", "patched"])
 @pytest.mark.parametrize("volumes", [pytest.param(n, id=f"{n // 1000}k") for n in SIZES])
 @pytest.mark.parametrize("dialect", [pytest.param(d, id=rig.LABELS[d]) for d in ("postgresql", "mysql")])
-@pytest.mark.parametrize("who", ["unpatched", "patched"])
 def test_startup_cost(benchmark, seeded, patched_venv, dialect, volumes, who, tmp_path):
     database = seeded(dialect, rig.scaled(volumes), 10)
     venv = patched_venv if who == "patched" else rig.cinder_venv()
