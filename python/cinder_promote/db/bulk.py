@@ -284,7 +284,7 @@ def _tsv_column(values: Sequence[str | None]) -> Sequence[str]:
     if any(c in joined for c in _TSV_SPECIAL):
         return ["\\N" if v is None else v.translate(_TSV_ESCAPES) for v in values]
     if len(present) == len(values):
-        return values
+        return present
     return ["\\N" if v is None else v for v in values]
 
 
