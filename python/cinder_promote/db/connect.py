@@ -7,6 +7,7 @@ appears in it.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import random
