@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import __version__
-from . import bench, check, demo, hook, journal, patch, reset, status
+from . import bench, check, demo, drivers, hook, journal, patch, reset, status
 from .state import CliState
 
 app = typer.Typer(
@@ -56,6 +56,7 @@ journal.register(app)
 bench.register(app)
 demo.register(app)
 patch.register(app)
+drivers.register(app)
 
 
 def main() -> None:
