@@ -287,7 +287,8 @@ def collect(*, site_packages: str | None = None, drivers: Sequence[str] = (), tr
     what they like at import (logging, eventlet, vendor libraries), none of it in this process.
     """
     python = sys.executable if site_packages is None else interpreter_for(site_packages)
-    cmd = [python, "-I", str(COLLECTOR)]
+    # -s: not the user's site-packages; PYTHONPATH stays, as cinder-volume honours it (out-of-tree drivers).
+    cmd = [python, "-s", str(COLLECTOR)]
     if site_packages is not None:
         cmd += ["--site", str(Path(site_packages).resolve())]
     if not use_import:
@@ -296,7 +297,7 @@ def collect(*, site_packages: str | None = None, drivers: Sequence[str] = (), tr
         cmd.append("--no-tree")
     for driver in drivers:
         cmd += ["--driver", driver]
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONHOME"}
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env,
                               timeout=COLLECT_TIMEOUT_S, check=False)

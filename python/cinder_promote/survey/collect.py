@@ -463,6 +463,9 @@ def cinder_info() -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
+    # Run as a script, Python put this folder first on sys.path: its modules must not shadow anyone's.
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
     use_import, tree, drivers = True, True, []
     args = iter(argv)
     for arg in args:
