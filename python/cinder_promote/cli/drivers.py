@@ -60,10 +60,6 @@ def drivers_command(
         raise TargetNotFound("some drivers could not be surveyed", details=missing)
 
 
-def _methods(d: DriverFacts) -> str:
-    return ", ".join(name for name, m in d.methods.items() if m is not None) or "-"
-
-
 def render_survey(survey: Survey) -> None:
     out = console()
     facts = list(survey.drivers) + [n for n in survey.named if isinstance(n, DriverFacts)]

@@ -216,7 +216,8 @@ def families(drivers: Iterable[DriverFacts]) -> list[Family]:
 
     keys: dict[tuple[str, ...], int] = {}
     for i, d in enumerate(replicating):
-        own = {("module", m.owner_module) for m in d.methods.values() if m is not None and m.name != HOOK}
+        own: set[tuple[str, ...]] = {("module", m.owner_module) for m in d.methods.values()
+                                     if m is not None and m.name != HOOK}
         if d.ci_wiki_name:
             own.add(("ci", _package_of(d.module), d.ci_wiki_name))
         for key in own:

@@ -389,7 +389,7 @@ def survey_tree(index: SourceIndex, use_import: bool) -> list[dict[str, Any]]:
         interface = sys.modules.get("cinder.interface")
         registered = {f"{c.__module__}.{c.__qualname__}" for c in getattr(interface, "_volume_register", [])}
         base = _base_vd()
-        stack = list(base.__subclasses__()) if base else []
+        stack: list[type] = list(base.__subclasses__()) if base else []
         while stack:
             cls = stack.pop()
             if cls.__module__.startswith(DRIVERS_PACKAGE + ".") and not errors.get(cls.__module__):
@@ -402,9 +402,9 @@ def survey_tree(index: SourceIndex, use_import: bool) -> list[dict[str, Any]]:
         if use_import and not errors.get(name):
             continue
         src = index.module(name)
-        for cls in (src.classes.values() if src else []):
+        for source_cls in (src.classes.values() if src else []):
             try:
-                facts = facts_from_source(index, cls, errors.get(name))
+                facts = facts_from_source(index, source_cls, errors.get(name))
             except ValueError:
                 continue
             if facts["is_volume_driver"]:
