@@ -61,9 +61,9 @@ def bug_report(family: Family, survey: Survey) -> BugReport:
     first = drivers[0]
     aa = [d for d in drivers if d.active_active]
     groups = [d for d in drivers if d.group_replication]
-    host = "node-b@replicated"
-    title = (f"{family.name} driver{'s' if len(drivers) > 1 else ''} ({_driver_list(family)}): implement "
-             f"{HOOK} so that a promoted replication target gets its volumes' replication data at startup")
+    host = "cinder-1@replicated"
+    title = (f"[{family.name}] {_driver_list(family)}: no {HOOK}, so after a replication target is promoted "
+             "its volumes keep the failover's replication data")
     capabilities = ["failover of a backend (`failover_host`)"] if any(d.implements("failover_host")
                                                                      for d in drivers) else []
     if aa:
@@ -146,7 +146,7 @@ def bug_report(family: Family, survey: Survey) -> BugReport:
         "replicated volume with the `replication_device` now in cinder.conf, with one bulk query to the "
         "array, and return `({'replication_status': 'enabled'}, [{'volume_id': v.id, 'updates': "
         "{'replication_status': 'enabled', 'replication_driver_data': <the new pair's data>}}, ...], "
-        + ("[{'group_id': g.id, 'updates': {'replication_status': 'enabled'}}, ...])" if groups else "None)")
+        + ("[{'group_id': g.id, 'updates': {'replication_status': 'enabled'}}, ...])`" if groups else "None)`")
         + "; leave out volumes that are not replicated (`not-capable`, `disabled`).",
         "- `replication_status == 'disabled'`: replication is torn down; return "
         "`({'replication_status': 'disabled'}, [{'volume_id': v.id, 'updates': {'replication_status': "
