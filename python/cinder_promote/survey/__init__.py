@@ -279,12 +279,13 @@ def interpreter_for(site_packages: str) -> str:
 
 
 def collect(*, site_packages: str | None = None, drivers: Sequence[str] = (), tree: bool = True,
-            use_import: bool = True) -> Survey:
+            use_import: bool = True, allow_missing_cinder: bool = False) -> Survey:
     """Run the collector in the Python that has Cinder and read its answer.
 
     `site_packages` None: this Python's Cinder (as the patched Cinder's own cinder-promote sees it).
     `drivers`: classes named as cinder.conf's volume_driver names them; `tree`: every driver of
-    Cinder's cinder/volume/drivers. The collector always runs in a child process: driver modules do
+    Cinder's cinder/volume/drivers. No Cinder found is a ConfigError, unless `allow_missing_cinder`
+    (then `cinder_dir` is None and nothing was surveyed). The collector always runs in a child process: driver modules do
     what they like at import (logging, eventlet, vendor libraries), none of it in this process.
     """
     python = sys.executable if site_packages is None else interpreter_for(site_packages)
@@ -309,7 +310,7 @@ def collect(*, site_packages: str | None = None, drivers: Sequence[str] = (), tr
         raise ConfigError(f"the driver survey failed in {python} (exit {proc.returncode}): {last}")
     data = json.loads(proc.stdout)
     info = data["cinder"]
-    if tree and info["dir"] is None:
+    if (tree or not allow_missing_cinder) and info["dir"] is None:
         where = f"in {site_packages}" if site_packages else "in this Python"
         raise ConfigError(f"Cinder is not installed {where}; give --site-packages DIR (the site-packages that"
                           " holds cinder/)")

@@ -63,7 +63,8 @@ def survey_backends(backends: Sequence[Backend], site_packages: str | None = Non
     if not backends:
         return []
     try:
-        survey = collect(site_packages=site_packages, drivers=[b.volume_driver for b in backends], tree=False)
+        survey = collect(site_packages=site_packages, drivers=[b.volume_driver for b in backends], tree=False,
+                         allow_missing_cinder=True)
     except ConfigError as exc:
         return [BackendDriver(b, None, exc.message) for b in backends]
     if survey.cinder_dir is None:
