@@ -10,9 +10,10 @@ from ..drivers import parse_options
 from ..engine import ENGINES
 from ..errors import UsageError
 from .errors import handled
+from .help import Command, Group
 from .render import OutputFormat, console, new_table, print_json
 
-bench_app = typer.Typer(help="Benchmarks you can rerun: see docs/benchmarks.md.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks you can rerun: see docs/benchmarks.md.", no_args_is_help=True, cls=Group)
 
 
 @handled
@@ -24,9 +25,9 @@ def startup_command(
     engine: Annotated[str, typer.Option("--engine", help="native, or reference (the pure-Python twin).")] = "native",
     chart: Annotated[Optional[str], typer.Option("--chart", help="Write a PNG chart of the phases here.")] = None,
     memory: Annotated[bool, typer.Option("--memory", help="Sample the resident memory while the hook runs (JSON and chart).")] = False,
-    driver: Annotated[Optional[str], typer.Option("--driver", help="Time this driver's hook, as module:Class [default: the reference driver].", show_default=False)] = None,
+    driver: Annotated[Optional[str], typer.Option("--driver", help="Time this driver's hook, as module:Class \\[default: the reference driver].", show_default=False)] = None,
     driver_option: Annotated[Optional[list[str]], typer.Option("--driver-option", help="key=value passed to the driver's constructor; repeatable.")] = None,
-    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table for people, json for scripts.")] = OutputFormat.table,
 ) -> None:
     """Seed volumes and groups, then time the startup hook end to end and by phase."""
     if engine not in ENGINES:
@@ -58,5 +59,5 @@ def startup_command(
 
 
 def register(app: typer.Typer) -> None:
-    bench_app.command("startup")(startup_command)
+    bench_app.command("startup", cls=Command)(startup_command)
     app.add_typer(bench_app, name="bench")

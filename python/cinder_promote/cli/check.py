@@ -11,6 +11,7 @@ from ..errors import EXIT_REFUSED
 from ..survey.backends import survey_backends
 from .drivers import SITE_PACKAGES_HELP, render_backends
 from .errors import handled
+from .help import Command
 from .render import OutputFormat, console, new_table, print_json
 from .state import state
 
@@ -19,7 +20,7 @@ from .state import state
 def check_command(
     ctx: typer.Context,
     site_packages: Annotated[Optional[str], typer.Option("--site-packages", help=SITE_PACKAGES_HELP, show_default=False)] = None,
-    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table for people, json for scripts.")] = OutputFormat.table,
 ) -> None:
     """Find replication state out of sync with itself, with the command that would fix each finding.
 
@@ -38,7 +39,7 @@ def check_command(
         data = report.to_json()
         if backends:
             data["backends"] = [b.to_json() for b in backends]
-        print_json(data)
+        print_json(cli.json(data))
     else:
         render_check(report)
         render_backends(backends)
@@ -58,4 +59,4 @@ def render_check(report: CheckReport) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("check")(check_command)
+    app.command("check", cls=Command)(check_command)

@@ -13,10 +13,11 @@ from ..survey import DriverFacts, Survey, collect
 from ..survey.backends import BackendDriver
 from ..survey.bug_reports import bug_reports, write_bug_reports
 from .errors import handled
+from .help import Command
 from .render import OutputFormat, console, new_table, print_json, show
 
 SITE_PACKAGES_HELP = ("The site-packages folder that holds cinder/ (its venv's Python runs the survey)"
-                      " [default: the Cinder this Python imports].")
+                      " \\[default: the Cinder this Python imports].")
 
 
 @handled
@@ -26,7 +27,7 @@ def drivers_command(
     driver: Annotated[Optional[list[str]], typer.Option("--driver", help="Only this class, as cinder.conf's volume_driver names it (module.Class); repeatable.")] = None,
     no_import: Annotated[bool, typer.Option("--no-import", help="Read the drivers' source only; import no driver module.")] = False,
     bug_reports_dir: Annotated[Optional[Path], typer.Option("--bug-reports", help="Write one Markdown bug report per driver family lacking the hook into this folder.", file_okay=False)] = None,
-    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table for people, json for scripts.")] = OutputFormat.table,
 ) -> None:
     """Survey every replicating volume driver of the installed Cinder: does it implement update_host_replication?
 
@@ -93,4 +94,4 @@ def render_backends(backends: list[BackendDriver]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("drivers")(drivers_command)
+    app.command("drivers", cls=Command)(drivers_command)
