@@ -109,6 +109,11 @@ def database(db_url: str | None, shared_engine: EngineSource | None = None) -> I
 
 # -- the startup hook ----------------------------------------------------------------------------
 
+# How long a starting member waits for the member that holds its cluster's fence (the holder
+# renews its lease while it works; a dead holder's fence goes stale within a lease and is taken
+# over). Past it the member starts anyway and leaves the 'updating' status to the holder.
+FENCED_MEMBER_WAIT = 900.0
+
 
 def run_startup_hook(
     driver: Any,
@@ -120,13 +125,16 @@ def run_startup_hook(
     shared_engine: EngineSource | None = None,
     holder: str | None = None,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
-    wait_for_fence: float = 0.0,
+    wait_for_fence: float = FENCED_MEMBER_WAIT,
 ) -> HookResult:
     """Run `update_host_replication` for a starting cinder-volume service.
 
     `host` is the manager's `host@backend`; `cluster` its cluster (`name@backend`) or None.
     A clustered service works on its cluster. Returns the hook's result (outcome `done`, or
-    `fenced` when another member holds the fence); raises `HookFailed`, `ConcurrentChange`
+    `fenced` when another member holds the fence). A member that finds the fence held waits
+    for its holder (up to `wait_for_fence` seconds, while the holder's lease lives), so that
+    its own `init_host_with_rpc` sees the holder's outcome rather than `updating`; a fence
+    that goes stale meanwhile is taken over. Raises `HookFailed`, `ConcurrentChange`
     or another `CinderPromoteError` (the fence, if it was taken, is then released to
     `error` and the journal says why), or a database error.
     """

@@ -151,12 +151,21 @@ def update_host_replication(
 
     with timer.phase("fence", f"taking the fence on {target.label}"):
         outcome = acquire(engine, target, holder=holder, lease_seconds=lease_seconds)
+    released = False
+    if isinstance(outcome, Busy) and wait_for_fence > 0:
+        timer.say("fence", f"{target.label} is fenced: {outcome.fence.describe()}; waiting for its holder")
+        released = wait_until_released(engine, target, wait_for_fence)
+        if not released:
+            # Gone stale while we waited (its holder died): take it over and do the work.
+            # Still live after the wait: Busy again, and the caller goes on without it.
+            with timer.phase("fence", f"taking the fence on {target.label}"):
+                outcome = acquire(engine, target, holder=holder, lease_seconds=lease_seconds)
     if isinstance(outcome, Busy):
         result.outcome = "fenced"
         result.journal_id = outcome.fence.journal_ids[0] if outcome.fence.journal_ids else None
-        released = wait_for_fence > 0 and wait_until_released(engine, target, wait_for_fence)
         result.message = (f"{target.label} is fenced: {outcome.fence.describe()}; its holder runs the driver"
-                          + ("; the fence has since been released" if released else ""))
+                          + ("; the fence has since been released" if released else
+                             f"; still held after waiting {wait_for_fence:g} s" if wait_for_fence > 0 else ""))
         return result
     lease = outcome
     result.journal_id, result.taken_over_from = lease.journal_id, lease.taken_over_from
