@@ -6,17 +6,26 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: demo test install venv system-deps servers cinder-venv rust-test pytest stubtest typecheck bench bench-report clean
+.PHONY: demo test install venv system-deps servers cinder-venv cinder-tests rust-test pytest stubtest typecheck bench bench-report clean
 
 # Run the demo on the embedded SQLite default: no server, no Cinder install.
 demo: install
 	$(VENV)/bin/cinder-promote demo
 
-# Everything the tests need, then every test: Rust, stubs, and pytest on
-# SQLite, PostgreSQL and MariaDB with Cinder 29.0.0's own schema.
+# Everything the tests need, then every test: Rust, stubs, pytest on
+# SQLite, PostgreSQL and MariaDB with Cinder 29.0.0's own schema, and
+# Cinder's whole unit suite on the patched tree.
 test: system-deps install rust-test stubtest typecheck cinder-venv
 	@servers_env="$$(scripts/servers start)" || { echo "scripts/servers start failed" >&2; exit 1; }; \
 	  eval "$$servers_env"; $(PY) -m pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory cinder-tests
+
+# Cinder 29.0.0's whole unit suite (stestr, 2 workers) on the patched tree,
+# compared test by test with the pristine tree; each worker under a memory
+# limit. CINDER_TESTS_ARGS=--pristine=full runs the pristine suite whole too
+# (by default only the tests that did not pass on the patched tree).
+cinder-tests: install
+	$(PY) scripts/cinder-unit-suite $(CINDER_TESTS_ARGS)
 
 venv:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
