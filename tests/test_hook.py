@@ -76,8 +76,88 @@ def test_good_path(db):
     assert service["replication_status"] == "enabled" and service["updated_at"] == heartbeat
     [entry] = journal(db)
     assert (entry["operation"], entry["state"], entry["status_before"]) == ("update-host-replication", "done", "enabled")
-    assert json.loads(entry["counts_json"]) == {"volumes": len(mine), "groups": 6}
+    assert json.loads(entry["counts_json"]) == {"volumes": len(mine), "groups": 6,
+                                                "volumes_unchanged": 0, "groups_unchanged": 0}
+    assert json.loads(entry["after_json"]) == {"replication_status": "enabled", "active_backend_id": None,
+                                               "set_by_driver": ["replication_status"]}
     assert entry["lease_expires_at"] is None
+    assert (result.changed, result.service_update) == (True, {"replication_status": "enabled"})
+
+
+def test_restarts_with_the_same_answer_write_nothing(db):
+    """Every start runs the hook; an answer equal to what the rows hold writes no row and
+    leaves one `unchanged` journal entry per target, however many restarts."""
+    sid, mine, _ = _backend(db)
+    driver = DistinctDriver(service_status="enabled")
+    first = update_host_replication(db, driver, host=HOST)
+    assert first.changed and first.volumes_updated == len(mine)
+    written = _volumes(db, mine)
+    later = [update_host_replication(db, driver, host=HOST) for _ in range(3)]
+    assert [(r.outcome, r.changed, r.volumes_updated, r.groups_updated) for r in later] == [("done", False, 0, 0)] * 3
+    assert "nothing was written" in later[-1].message
+    assert _volumes(db, mine) == written, "no volume row written: updated_at untouched"
+    assert [(e["id"], e["state"]) for e in journal(db)] == [(first.journal_id, "done"), (later[-1].journal_id, "unchanged")]
+    assert row(db, "services", sid)["replication_status"] == "enabled"
+
+
+def test_without_a_service_update_the_status_is_not_the_drivers(db):
+    """A driver that returns no service update leaves Cinder's own derivation in charge
+    (cinder_integration.hook_set_replication_status): the result says it set nothing."""
+    sid = stopped_service(db, HOST, replication_status="not-capable", active_backend_id=None)
+    result = update_host_replication(db, AnswerDriver((None, [], None)), host=HOST)
+    assert (result.outcome, result.changed, result.service_update) == ("done", False, {})
+    assert result.status_after == "not-capable" and row(db, "services", sid)["replication_status"] == "not-capable"
+    [entry] = journal(db)
+    assert entry["state"] == "unchanged" and json.loads(entry["after_json"])["set_by_driver"] == []
+
+
+def _count_volume_writes(db) -> None:
+    """A trigger that counts every UPDATE of a volume row into `volume_writes`, whether or
+    not it changes a value (test instrumentation on the test's own database)."""
+    statements = {
+        "sqlite": ["CREATE TRIGGER count_volume_writes AFTER UPDATE ON volumes"
+                   " BEGIN UPDATE volume_writes SET n = n + 1; END"],
+        "postgresql": ["CREATE FUNCTION count_volume_writes() RETURNS trigger LANGUAGE plpgsql AS"
+                       " $$ BEGIN UPDATE volume_writes SET n = n + 1; RETURN NULL; END $$",
+                       "CREATE TRIGGER count_volume_writes AFTER UPDATE ON volumes FOR EACH ROW"
+                       " EXECUTE FUNCTION count_volume_writes()"],
+        "mysql": ["CREATE TRIGGER count_volume_writes AFTER UPDATE ON volumes FOR EACH ROW"
+                  " UPDATE volume_writes SET n = n + 1"],
+    }[db.dialect.name]
+    with db.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE volume_writes (n INTEGER NOT NULL)"))
+        conn.execute(sa.text("INSERT INTO volume_writes (n) VALUES (0)"))
+        for statement in statements:
+            conn.execute(sa.text(statement))
+
+
+def _volume_writes(db) -> int:
+    with db.connect() as conn:
+        return conn.execute(sa.text("SELECT n FROM volume_writes")).scalar_one()
+
+
+def test_the_same_answer_again_writes_no_volume(db):
+    """A restart with an unchanged answer: the planner drops every value the rows hold
+    already, so no volume row is written (its updated_at untouched) and none is counted."""
+    sid, mine, _ = _backend(db)
+    _count_volume_writes(db)
+    first = update_host_replication(db, DistinctDriver(), host=HOST)
+    assert (first.outcome, first.volumes_updated, first.groups_updated) == ("done", len(mine), 6)
+    assert _volume_writes(db) >= len(mine), "the trigger counts the first run's writes"
+    stamp = datetime(2001, 2, 3, 4, 5, 6)
+    with db.begin() as conn:
+        conn.execute(sa.text("UPDATE volumes SET updated_at = :t"), {"t": stamp})
+        conn.execute(sa.text("UPDATE volume_writes SET n = 0"))
+    before = _volumes(db, mine)
+
+    again = update_host_replication(db, DistinctDriver(), host=HOST)
+
+    assert (again.outcome, again.volumes_updated, again.groups_updated) == ("done", 0, 0)
+    assert _volume_writes(db) == 0
+    after = _volumes(db, mine)
+    assert after == before
+    assert {str(v["updated_at"]) for v in after.values()} == {str(stamp)}  # SQLite reads text here
+    assert row(db, "services", sid)["replication_status"] == "enabled"
 
 
 def test_service_update_sets_status_and_backend(db):
