@@ -6,24 +6,33 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: demo test e2e install venv system-deps servers cinder-venv rust-test pytest stubtest typecheck bench bench-report clean
+.PHONY: demo test e2e install venv system-deps servers cinder-venv cinder-tests rust-test pytest stubtest typecheck bench bench-report clean
 
 # Run the demo on the embedded SQLite default: no server, no Cinder install.
 demo: install
 	$(VENV)/bin/cinder-promote demo
 
 # Everything the tests need, then every test: Rust, stubs, pytest on SQLite,
-# PostgreSQL and MariaDB with Cinder 29.0.0's own schema, then the workflow
-# on a whole Cinder deployment (the e2e selection, which plain pytest leaves out).
+# PostgreSQL and MariaDB with Cinder 29.0.0's own schema, the workflow on a
+# whole Cinder deployment (the e2e selection, which plain pytest leaves out),
+# and Cinder's whole unit suite on the patched tree.
 test: system-deps install rust-test stubtest typecheck cinder-venv
 	@servers_env="$$(scripts/servers start)" || { echo "scripts/servers start failed" >&2; exit 1; }; \
 	  eval "$$servers_env"; $(PY) -m pytest $(PYTEST_ARGS) && $(PY) -m pytest -m e2e tests/e2e $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory cinder-tests
 
 # The admin guide's story end to end on a real deployment (tests/e2e: RabbitMQ,
 # cinder-api/scheduler/volume of the patched Cinder, the storage simulator).
 e2e: system-deps install
 	@servers_env="$$(scripts/servers start)" || { echo "scripts/servers start failed" >&2; exit 1; }; \
 	  eval "$$servers_env"; $(PY) -m pytest -m e2e tests/e2e $(PYTEST_ARGS)
+
+# Cinder 29.0.0's whole unit suite (stestr, 2 workers) on the patched tree,
+# compared test by test with the pristine tree; each worker under a memory
+# limit. CINDER_TESTS_ARGS=--pristine=full runs the pristine suite whole too
+# (by default only the tests that did not pass on the patched tree).
+cinder-tests: install
+	$(PY) scripts/cinder-unit-suite $(CINDER_TESTS_ARGS)
 
 venv:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
