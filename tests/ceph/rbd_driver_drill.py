@@ -189,6 +189,23 @@ report["failover_to_b"] = {"active_backend_id": active,
 phase("failover_host_to_b", t)
 report["b_sums_match"] = {v.name: checksum(B_CONF, v.name) == sums[v.name] for v in replicated}
 
+# -- the operator forgets A ----------------------------------------------------------------------
+# B's rbd-mirror daemon still replays A's images, or tries to: it holds their exclusive locks and
+# waits for A forever, so no new peer could sync them (EROFS). Remove A's peer from B's pool and
+# restart the daemon (it does not stop on SIGTERM while it waits: SIGKILL).
+t = time.monotonic()
+cluster, ioctx = open_pool(B_CONF)
+report["b_peers_before"] = [p["site_name"] for p in rbd.RBD().mirror_peer_list(ioctx)]
+ioctx.close()
+cluster.shutdown()
+subprocess.run(["rbd", "--conf", B_CONF, "mirror", "pool", "peer", "remove", POOL,
+                next(p["uuid"] for p in json.loads(subprocess.run(
+                    ["rbd", "--conf", B_CONF, "mirror", "pool", "info", POOL, "--format", "json"],
+                    check=True, capture_output=True, text=True).stdout)["peers"] if p["site_name"] == "a")],
+               check=True)
+subprocess.run([CEPH_SCRIPT, "restart-mirror", "b"], check=True)
+phase("a_forgotten_on_b", t)
+
 # -- the promotion: B is the primary, C its replication_device ----------------------------------
 # cinder-manage db reset_active_backend has set the service to disabled with no active backend.
 for volume in replicated:
@@ -209,6 +226,14 @@ t = time.monotonic()
 report["c_caught_up_s"] = wait_for_copy(C_CONF, [v.name for v in replicated], sums)
 phase("replicated_to_c", t)
 report["c_state"] = {v.name: mirror_state(C_CONF, v.name) for v in replicated}
+cluster, ioctx = open_pool(C_CONF)
+report["c_peers"] = [(p["site_name"], p["direction"]) for p in rbd.RBD().mirror_peer_list(ioctx)]
+ioctx.close()
+cluster.shutdown()
+cluster, ioctx = open_pool(B_CONF)
+report["b_peers"] = [(p["site_name"], p["direction"]) for p in rbd.RBD().mirror_peer_list(ioctx)]
+ioctx.close()
+cluster.shutdown()
 report["c_plain"] = {v.name: mirror_state(C_CONF, v.name)[1] for v in plain}
 
 # A second start finds everything in place and changes nothing on the cluster.

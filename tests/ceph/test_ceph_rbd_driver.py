@@ -48,6 +48,10 @@ def test_rbd_driver_promotes_b_to_replicate_to_c(ceph_venv: Path, ceph_rig: Rig,
     assert statuses == [("failed-over", "available")] * 3 + [("failover-error", "error")] * 2
     assert report["b_sums_match"] == {name: True for name in replicated}
 
+    # The operator removed A's peer from B, so the hook peered B and C both ways.
+    assert report["b_peers_before"] == ["a"]
+    assert report["c_peers"] == [["b", 2]]  # RBD_MIRROR_PEER_DIRECTION_RX_TX
+    assert report["b_peers"] == [["c", 2]]
     # C had nothing before the hook ...
     assert set(report["c_before"].values()) == {"missing"}
     # ... the hook answered every replicated volume (and only those) as Cinder writes them ...
