@@ -1,0 +1,122 @@
+"""Active-active: a cluster of two cinder-volume processes promoted, on MariaDB and on Galera.
+
+Backend `gold` (the hook driver) runs as members node-1@gold and node-2@gold of cluster
+cluster-gold@gold, gold-a replicating to gold-b. The cluster fails over to gold-b, is
+frozen, stopped, disabled, reset with `cinder-manage db reset_active_backend --cluster`,
+and both members start together: the driver's hook runs exactly once (the array counts
+the calls; the journal has one entry), and both members serve afterwards (each creates
+volumes). On Galera the members reach the database through different nodes (2 and 3)
+while cinder-api and cinder-scheduler use node 1.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import Database, Operator, deployment_on, phase, server_url
+from deployment import Deployment, database_url
+from sqlalchemy.engine import make_url
+from test_workflow import changes, wait_service, wait_volume
+
+pytestmark = pytest.mark.e2e
+
+CLUSTER = "cluster-gold@gold"
+MEMBERS = ("node-1", "node-2")
+
+
+@pytest.fixture(scope="module")
+def galera_rig(request: pytest.FixtureRequest):
+    urls = server_url("CINDER_PROMOTE_TEST_GALERA_URLS").split(",")
+    with deployment_on(request, urls[0]) as deployment:
+        deployment.galera_urls = urls   # type: ignore[attr-defined]
+        yield deployment
+
+
+@pytest.fixture(params=["mariadb", "galera"])
+def cluster_rig(request: pytest.FixtureRequest):
+    if request.param == "mariadb":
+        rig = request.getfixturevalue("rig")
+        yield rig, [None, None]
+        return
+    rig = request.getfixturevalue("galera_rig")
+    name = make_url(rig.db_url).database
+    # Member i through node i + 2 (cinder-api and cinder-scheduler use node 1).
+    yield rig, [database_url(rig.galera_urls[i + 1], name) for i in range(len(MEMBERS))]
+
+
+def hook_calls(rig: Deployment, array: str) -> list[dict]:
+    return json.loads(rig.arrays_file.read_text())["arrays"].get(array, {}).get("hook_calls", [])
+
+
+def start_members(rig: Deployment, db_urls: list[str | None]) -> None:
+    for member, db_url in zip(MEMBERS, db_urls):
+        rig.start_volume(f"volume-{member}", "gold", host=member, cluster="cluster-gold", db_url=db_url)
+
+
+def wait_members(operator: Operator, replication: str) -> dict[str, dict[str, str]]:
+    return {m: wait_service(operator, f"{m}@gold", replication=replication, timeout=90) for m in MEMBERS}
+
+
+def test_cluster_promotion(cluster_rig, tmp_path) -> None:  # noqa: ANN001 - a fixture's pair
+    rig, db_urls = cluster_rig
+    kind = "galera" if db_urls[0] else "mariadb"
+    operator, database = Operator(rig), Database(rig.db_url)
+    try:
+        with phase(f"A-A on {kind}: two fresh members, volumes, failover to gold-b"):
+            start_members(rig, db_urls)
+            fresh = wait_members(operator, "enabled")
+            assert {row["Cluster"] for row in fresh.values()} == {CLUSTER}
+            assert hook_calls(rig, "gold-a")
+            operator.cinder("type-create", "gold")
+            operator.cinder("type-key", "gold", "set", "volume_backend_name=gold", "replication_enabled=<is> True")
+            for name in ("g1", "g2"):
+                operator.cinder("create", "--volume-type", "gold", "--name", name, "1")
+            for name in ("g1", "g2"):
+                wait_volume(operator, name)
+            operator.cinder("failover-host", "--backend_id", "gold-b", "node-1@gold")
+            failed_over = wait_members(operator, "failed-over")
+            assert {row["Active Backend ID"] for row in failed_over.values()} == {"gold-b"}
+        with phase(f"A-A on {kind}: freeze, stop both, disable the cluster, reset --cluster"):
+            operator.cinder("freeze-host", "node-1@gold")
+            for member in MEMBERS:
+                rig.stop(f"volume-{member}")
+            operator.cinder("cluster-disable", CLUSTER)
+            for member in MEMBERS:
+                wait_service(operator, f"{member}@gold", state="down", timeout=40)
+            rig.set_backend("gold", array="gold-b", target="gold-c")
+            operator.manage("db", "reset_active_backend", "--cluster", CLUSTER, "--enable-replication")
+        with phase(f"A-A on {kind}: both members started together, the hook runs once"):
+            start_members(rig, db_urls)
+            promoted = wait_members(operator, "enabled")
+        assert {row["Active Backend ID"] for row in promoted.values()} == {"-"}
+        calls = hook_calls(rig, "gold-b")
+        assert len(calls) == 1, calls
+        assert calls[0]["status"] == "enabled"
+        assert changes(database.journal(CLUSTER)) == [("reset-active-backend", "done"),
+                                                      ("update-host-replication", "done")]
+        for name in ("g1", "g2"):
+            volume = database.volume(name)
+            assert (volume.replication_status, volume.provider_location) == ("enabled", f"gold-b:{volume.id}")
+            assert volume.replication_driver_data == f"gold-b/{volume.id}->gold-c/{volume.id}"
+        with phase(f"A-A on {kind}: thaw, enable, both members create volumes"):
+            operator.cinder("thaw-host", "node-1@gold")
+            operator.cinder("cluster-enable", CLUSTER)
+            for member in MEMBERS:
+                operator.cinder("service-enable", f"{member}@gold", "cinder-volume")
+            new = [f"g-new{i}" for i in range(4)]
+            for name in new:
+                operator.cinder("create", "--volume-type", "gold", "--name", name, "1")
+            ids = {wait_volume(operator, name)["id"] for name in new}
+        # Both members serve: each log records volumes it created (the cluster queue alternates).
+        for member in MEMBERS:
+            lines = [line for line in rig.log(f"volume-{member}").read_text().splitlines()
+                     if "Created volume successfully" in line]
+            created = {i for i in ids if any(i in line for line in lines)}
+            assert created, f"{member} created none of {sorted(ids)}"
+        operator.promote("check")
+    finally:
+        database.engine.dispose()
+        for member in MEMBERS:
+            rig.stop(f"volume-{member}")
+
