@@ -8,7 +8,10 @@ These tests are selected by `-m ceph` (`make e2e-ceph`); the default run leaves 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,10 +49,18 @@ def ceph_venv() -> Path:
 
 
 @pytest.fixture
-def ceph_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    """Clusters a, b and c, pool `volumes` mirrored a<->b; stopped (by pid) afterwards."""
+def ceph_rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
+    """Clusters a, b and c, pool `volumes` mirrored a<->b; stopped (by pid) afterwards.
+
+    Their folder is under the repository's .cache/ceph-tests, not pytest's tmp folders (which other
+    pytest sessions of the machine prune while the daemons run); removed afterwards unless the
+    test failed (its logs are then kept, and named).
+    """
     _require_ceph()
-    rig = Rig(tmp_path_factory.mktemp("ceph"), {})
+    base = REPO_ROOT / ".cache" / "ceph-tests"
+    base.mkdir(parents=True, exist_ok=True)
+    rig = Rig(Path(tempfile.mkdtemp(prefix="rig-", dir=base)), {})
+    failed = request.session.testsfailed
     proc = rig.run("start")
     try:
         assert proc.returncode == 0, f"scripts/ceph start failed:\n{proc.stderr[-4000:]}"
@@ -58,3 +69,7 @@ def ceph_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     finally:
         stop = rig.run("stop")
         assert stop.returncode == 0, stop.stderr
+        if request.session.testsfailed > failed:
+            print(f"\nCeph logs kept in {rig.dir}/*/log", file=sys.stderr)
+        else:
+            shutil.rmtree(rig.dir, ignore_errors=True)
