@@ -249,8 +249,12 @@ def test_fire_drill_through_the_deployment(drill: Drill) -> None:
     rows = wait_for("replicated volumes enabled", lambda: (lambda r: r if all(
         r[n].replication_status == "enabled" for n in ("r1", "r2", "r3")) else None)(volume_rows(rig)), 60)
     assert (rows["p1"].status, rows["p1"].replication_status) == ("error", "failover-error")
-    assert "update-host-replication" in out or "update_host_replication" in out, out
-    assert "Name: b" in out or "b" in out.split("Peer Sites:")[-1], out
+    history = json.loads(out[: out.index("\n}\n") + 3])["entries"]
+    hook = history[0]
+    assert (hook["operation"], hook["target"], hook["state"]) == ("update-host-replication", HOST, "done"), hook
+    assert hook["status_before"] == "enabled" and hook["counts"]["volumes"] == 4, hook
+    assert history[1]["operation"] == "reset-active-backend", history
+    assert re.search(r"Name: b\s", out) and "rx-tx" in out, out   # C's pool has B as its two-way peer
 
     t = time.monotonic()
     drill.guide(6)                                  # thaw, enable, status, C's pool status
