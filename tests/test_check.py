@@ -43,6 +43,8 @@ SEEDS = {
     check.STALE_FENCE: lambda db: _fence(db, "node-a@be", holder="gone:1", seconds=-10),
     check.UP_WHILE_PROMOTING: lambda db: (running_service(db, "node-u@be", **CLEAN),
                                           _fence(db, "node-u@be", holder="admin-box:77", seconds=300)),
+    check.LOST_BUT_REPLICATING: lambda db: _add(db, seed.add_volumes, seed.volume_row(
+        "node-a@be#p", status="error", replication_status="enabled")),
 }
 
 
@@ -81,3 +83,17 @@ def test_each_finding(cli, db, cinder_url, code):
         assert finding["command"] == "cinder-promote reset-active-backend --cluster gold@be --replication-status enabled"
     table = cli("--db-url", cinder_url, "check")
     assert table.exit_code == 1 and code in table.stdout
+
+
+def test_lost_volumes_are_reported_per_cluster_and_named(cli, db, cinder_url):
+    _clean(db)
+    lost = [seed.volume_row("node-1@be#p", cluster_name="gold@be#p", status="error", replication_status="enabled")
+            for _ in range(12)]
+    with db.begin() as conn:
+        seed.add_volumes(conn, lost)
+    result, codes = _codes(cli, cinder_url)
+    assert (result.exit_code, codes) == (1, [check.LOST_BUT_REPLICATING])
+    finding = json.loads(result.stdout)["findings"][0]
+    assert "12 volume(s) of cluster 'gold@be'" in finding["message"] and "and 2 more" in finding["message"]
+    assert sorted(r["id"] for r in finding["rows"]) == sorted(v["id"] for v in lost)
+    assert "force-delete" in finding["command"]

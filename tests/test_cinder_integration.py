@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from hook_drivers import AnswerDriver
 from scenario import journal, row, stopped_service
 
 from cinder_promote import cinder_integration as ci
@@ -51,6 +52,32 @@ def test_run_startup_hook(db: sa.Engine, cinder_url: str) -> None:
     with pytest.raises(HookFailed, match="the array did not answer"):
         ci.run_startup_hook(failing, host="node-b@be", db_url=cinder_url)
     assert row(db, "services", sid)["replication_status"] == "error"
+
+
+def test_hook_set_replication_status(db: sa.Engine, cinder_url: str) -> None:
+    """What init_host_with_rpc asks: keep the hook's status only when a driver's answer set one."""
+    stopped_service(db, "node-b@be", replication_status="not-capable", active_backend_id=None)
+    ask = lambda result: ci.hook_set_replication_status(result, db_url=cinder_url)  # noqa: E731
+    assert ask(None) is False
+
+    silent = ci.run_startup_hook(AnswerDriver((None, [], None)), host="node-b@be", db_url=cinder_url)
+    assert (silent.outcome, ask(silent)) == ("done", False), "a fresh service: Cinder derives it from the stats"
+    said = ci.run_startup_hook(AnswerDriver(({"replication_status": "enabled"}, [], None)), host="node-b@be",
+                               db_url=cinder_url)
+    assert (said.outcome, ask(said)) == ("done", True)
+
+    # A member that found the cluster fenced follows the holder's journal entry.
+    def fenced_by(entry_id: int | None) -> ci.HookResult:
+        return ci.HookResult("cluster", "gold@be", "fenced", journal_id=entry_id)
+
+    assert ask(fenced_by(said.journal_id)) is True and ask(fenced_by(silent.journal_id)) is False
+    assert ask(fenced_by(None)) is False and ask(fenced_by(10**6)) is False
+    with db.begin() as conn:
+        conn.execute(sa.text("UPDATE cinder_promote_journal SET state = 'running' WHERE id = :i"), {"i": said.journal_id})
+    assert ask(fenced_by(said.journal_id)) is False, "still running: the status is 'updating', left alone anyway"
+    with db.begin() as conn:
+        conn.execute(sa.text("UPDATE cinder_promote_journal SET state = 'failed' WHERE id = :i"), {"i": said.journal_id})
+    assert ask(fenced_by(said.journal_id)) is True, "a failed holder's 'error' stays for the admin"
 
 
 def test_run_startup_hook_database_problems(tmp_path: Path, sqlite_url: str) -> None:

@@ -8,6 +8,7 @@ scripts/cinder-patched-venv. Then:
 - `cinder-promote cinder-patch-status` tells a patched Cinder from an unpatched one;
 - Cinder's own unit tests of the touched areas, the new ones included, pass with Cinder's runner
   (stestr), and the counts are recorded in .cache/cinder-patch-unit-tests.json;
+- the series' tests pass in one process after upstream tests that leave green threads running;
 - a patched cinder-volume boots (eventlet, `Service.create` + `start`, as `cinder-volume` does)
   against databases built by `cinder-manage db sync`, after the admin's real
   `cinder-manage db reset_active_backend`, and its driver's update_host_replication updates
@@ -22,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -295,6 +297,46 @@ def test_cinder_unit_tests_pass_on_the_patched_tree(patched_venv: Path, tmp_path
     print("\n".join(f"{m}: {c}" for m, c in summary.items()))
     assert not problems, "\n\n".join(problems)
     assert set(REQUIRED_MODULES) <= set(summary)
+
+
+# Upstream tests that leave green threads running for the rest of their process: they start a
+# service and never stop it, so the fake transport's listener keeps polling with time.sleep.
+LEAKING_UPSTREAM_TESTS = ("cinder.tests.unit.test_service.ServiceManagerTestCase.test_message_gets_to_manager",)
+
+# Address space allowed to the guard's test process: a few times what it needs, far below what
+# a runaway takes (the mocked time.sleep spun one to 21 GB).
+GUARD_MEMORY_LIMIT = 3 * 1024**3
+
+
+def _new_test_ids(venv: Path) -> list[str]:
+    """The ids of every test the series adds (ddt's variants included), in module order."""
+    modules = [m for m in _modules() if _new_tests(venv, m)]
+    proc = _run([str(venv / "bin" / "python"), "-m", "testtools.run", "--list", *modules],
+                cwd=site_packages(venv), timeout=300)
+    assert proc.returncode == 0, _tail(proc.stdout + proc.stderr)
+    names = {m: _new_tests(venv, m) for m in modules}
+    return [test for test in proc.stdout.split()
+            if any(test.startswith(module + ".") and re.search(rf"\.{name}(_\d+(_\w*)?)?$", test)
+                   for module, new in names.items() for name in new)]
+
+
+def test_series_tests_pass_after_upstream_tests_that_leak_green_threads(patched_venv: Path) -> None:
+    """In one process, as a stestr worker runs them: the leaked listeners run whenever the hub
+    does (the hook waits for its native thread through eventlet's tpool), so a series test that
+    replaced time.sleep for the whole process would never end."""
+    tests = _new_test_ids(patched_venv)
+    assert any(".test_init_host.VolumeInitHostReplicationTestCase.test_hook_end_to_end" in t for t in tests)
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (GUARD_MEMORY_LIMIT, GUARD_MEMORY_LIMIT))
+
+    proc = _run([str(patched_venv / "bin" / "python"), "-m", "testtools.run", *LEAKING_UPSTREAM_TESTS, *tests],
+                cwd=site_packages(patched_venv), env={"OS_TEST_TIMEOUT": "60"}, timeout=600,
+                preexec_fn=limit_memory)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"exit {proc.returncode} (negative: killed by that signal)\n{_tail(output)}"
+    assert re.search(rf"^Ran {len(LEAKING_UPSTREAM_TESTS) + len(tests)} tests? in ", output, flags=re.M), _tail(output)
+    assert re.search(r"^OK$", output, flags=re.M), _tail(output)
 
 
 # -- booting a patched cinder-volume ----------------------------------------------------------------

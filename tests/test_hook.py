@@ -76,8 +76,39 @@ def test_good_path(db):
     assert service["replication_status"] == "enabled" and service["updated_at"] == heartbeat
     [entry] = journal(db)
     assert (entry["operation"], entry["state"], entry["status_before"]) == ("update-host-replication", "done", "enabled")
-    assert json.loads(entry["counts_json"]) == {"volumes": len(mine), "groups": 6}
+    assert json.loads(entry["counts_json"]) == {"volumes": len(mine), "groups": 6,
+                                                "volumes_unchanged": 0, "groups_unchanged": 0}
+    assert json.loads(entry["after_json"]) == {"replication_status": "enabled", "active_backend_id": None,
+                                               "set_by_driver": ["replication_status"]}
     assert entry["lease_expires_at"] is None
+    assert (result.changed, result.service_update) == (True, {"replication_status": "enabled"})
+
+
+def test_restarts_with_the_same_answer_write_nothing(db):
+    """Every start runs the hook; an answer equal to what the rows hold writes no row and
+    leaves one `unchanged` journal entry per target, however many restarts."""
+    sid, mine, _ = _backend(db)
+    driver = DistinctDriver(service_status="enabled")
+    first = update_host_replication(db, driver, host=HOST)
+    assert first.changed and first.volumes_updated == len(mine)
+    written = _volumes(db, mine)
+    later = [update_host_replication(db, driver, host=HOST) for _ in range(3)]
+    assert [(r.outcome, r.changed, r.volumes_updated, r.groups_updated) for r in later] == [("done", False, 0, 0)] * 3
+    assert "nothing was written" in later[-1].message
+    assert _volumes(db, mine) == written, "no volume row written: updated_at untouched"
+    assert [(e["id"], e["state"]) for e in journal(db)] == [(first.journal_id, "done"), (later[-1].journal_id, "unchanged")]
+    assert row(db, "services", sid)["replication_status"] == "enabled"
+
+
+def test_without_a_service_update_the_status_is_not_the_drivers(db):
+    """A driver that returns no service update leaves Cinder's own derivation in charge
+    (cinder_integration.hook_set_replication_status): the result says it set nothing."""
+    sid = stopped_service(db, HOST, replication_status="not-capable", active_backend_id=None)
+    result = update_host_replication(db, AnswerDriver((None, [], None)), host=HOST)
+    assert (result.outcome, result.changed, result.service_update) == ("done", False, {})
+    assert result.status_after == "not-capable" and row(db, "services", sid)["replication_status"] == "not-capable"
+    [entry] = journal(db)
+    assert entry["state"] == "unchanged" and json.loads(entry["after_json"])["set_by_driver"] == []
 
 
 def test_service_update_sets_status_and_backend(db):

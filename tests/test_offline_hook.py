@@ -17,6 +17,9 @@ def _seed(db, host="node-b@be", n=200):
     with db.begin() as conn:
         seed.add_volumes(conn, [seed.volume_row(f"{host}#p", replication_status="failed-over") for _ in range(n)])
         seed.add_volumes(conn, [seed.volume_row(f"{host}#p", replication_status="not-capable") for _ in range(3)])
+        # Lost with the old primary: Cinder's failover could not bring them over.
+        seed.add_volumes(conn, [seed.volume_row(f"{host}#p", replication_status="failover-error", status="error",
+                                                provider_location="on-backend-a") for _ in range(2)])
         seed.add_groups(conn, [seed.group_row(host, replication_status="failed-over") for _ in range(4)])
     return sid
 
@@ -27,7 +30,7 @@ def test_reference_driver_offline(cli, db, cinder_url):
                  "--driver", DRIVER, "--driver-option", "replication_target=backend-c", "--format", "json")
     assert result.exit_code == 0, result.stderr
     out = json.loads(result.stdout)
-    assert out["outcome"] == "done" and out["volumes"] == {"loaded": 203, "updated": 200}
+    assert out["outcome"] == "done" and out["volumes"] == {"loaded": 205, "updated": 200}
     assert out["groups"] == {"loaded": 4, "updated": 4}
     assert set(out["timings_s"]) == {"fence", "load", "driver", "plan", "apply"}
     assert "[apply]" in result.stderr, "progress lines on stderr"
@@ -39,6 +42,8 @@ def test_reference_driver_offline(cli, db, cinder_url):
     enabled = [(s, d, i) for s, d, i in data if s == "enabled"]
     assert len(enabled) == 200 and all(d == f"backend-c:pair-{i}" for _, d, i in enabled)
     assert sum(1 for s, _, _ in data if s == "not-capable") == 3
+    assert [(s, d) for s, d, _ in data if s not in ("enabled", "not-capable")] == [("failover-error", None)] * 2, \
+        "volumes lost with the old primary are not re-paired"
     assert row(db, "services", sid)["replication_status"] == "enabled"
     assert journal(db)[-1]["state"] == "done"
     table = cli("--db-url", cinder_url, "update-host-replication", "--backend-host", "node-b@be", "--driver", DRIVER)

@@ -12,8 +12,9 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from .db import queries
 from .fence import Fence
-from .status import ClusterStatus, ServiceStatus, collect
+from .status import ClusterStatus, ServiceStatus, backend_of, collect
 
 MEMBER_DISAGREES = "member-disagrees"
 VOLUMES_CONTRADICT = "volumes-contradict-service"
@@ -21,7 +22,10 @@ GROUPS_CONTRADICT = "groups-contradict-service"
 STUCK_TRANSITIONAL = "stuck-transitional"
 STALE_FENCE = "stale-fence"
 UP_WHILE_PROMOTING = "up-while-promoting"
-CODES = (MEMBER_DISAGREES, VOLUMES_CONTRADICT, GROUPS_CONTRADICT, STUCK_TRANSITIONAL, STALE_FENCE, UP_WHILE_PROMOTING)
+LOST_BUT_REPLICATING = "lost-volumes-replicating"
+CODES = (MEMBER_DISAGREES, VOLUMES_CONTRADICT, GROUPS_CONTRADICT, STUCK_TRANSITIONAL, STALE_FENCE, UP_WHILE_PROMOTING,
+         LOST_BUT_REPLICATING)
+SHOWN_IDS = 10  # volume ids named in a finding's message; its rows list them all
 
 # For a service (or cluster) status, the volume and group statuses that cannot
 # be true at the same time: replication was failed over, or never enabled.
@@ -103,9 +107,34 @@ def _fence_findings(kind: str, name: str, table: str, row_id: int, fence: Fence 
     return []
 
 
+def _lost_but_replicating(engine: Engine, clusters: set[str]) -> list[Finding]:
+    """Volumes in `error` whose replication still claims `enabled`, one finding per service or cluster."""
+    with engine.connect() as conn:
+        rows = queries.lost_but_replicating(conn)
+    by_backend: dict[tuple[str, str], list[str]] = {}
+    for host, cluster_name, volume_id in rows:
+        cluster = backend_of(cluster_name)
+        kind, name = ("cluster", cluster) if cluster in clusters else ("service", backend_of(host))
+        if name is not None:
+            by_backend.setdefault((kind, name), []).append(volume_id)
+    findings = []
+    for (kind, name), ids in sorted(by_backend.items()):
+        shown = ", ".join(ids[:SHOWN_IDS]) + (f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else "")
+        findings.append(Finding(
+            LOST_BUT_REPLICATING,
+            f"{len(ids)} volume(s) of {kind} {name!r} are in status 'error' while their replication_status says"
+            f" 'enabled' ({shown}): a volume that Cinder's failover could not bring over has nothing to"
+            " replicate; its driver's update_host_replication must leave it alone",
+            [{"table": "volumes", "id": i} for i in ids],
+            "restore each volume from a backup or snapshot, or remove it with `cinder force-delete <volume>`;"
+            " then fix the driver so that it re-pairs only volumes alive on the new primary",
+        ))
+    return findings
+
+
 def run_check(engine: Engine, *, service_down_time: int) -> CheckReport:
     report = collect(engine, service_down_time=service_down_time)
-    findings: list[Finding] = []
+    findings: list[Finding] = _lost_but_replicating(engine, {c.row.name for c in report.clusters})
     clusters = {c.row.name: c for c in report.clusters}
     for c in report.clusters:
         findings += _check_cluster(c, [s for s in report.services if s.row.cluster_name == c.row.name])

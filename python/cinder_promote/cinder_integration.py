@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
 
+from .db import journal
 from .db.connect import open_engine, parse_url
 from .errors import ConfigError
 from .hook import DEFAULT_LEASE_SECONDS, HookResult, update_host_replication
@@ -133,6 +134,38 @@ def run_startup_hook(
             )
 
     return run_off_hub(work)
+
+
+def hook_set_replication_status(
+    result: HookResult | None, *, db_url: str | None, shared_engine: EngineSource | None = None,
+) -> bool:
+    """Whether `init_host_with_rpc` must keep the replication status this startup's hook left.
+
+    Stock Cinder derives `enabled`/`disabled` from the driver's stats at every start; the hook's
+    status replaces that derivation only when a driver's answer actually set one: this
+    service's (outcome `done`), or, for a member that found the cluster fenced, the holder's,
+    read from the holder's journal entry once it has ended (a failed holder left `error`,
+    which stays for the admin). Anything else leaves Cinder's own derivation in charge.
+    """
+    if result is None:
+        return False
+    if result.outcome == "done":
+        return "replication_status" in result.service_update
+    if result.outcome != "fenced" or result.journal_id is None:
+        return False
+    holder_entry = result.journal_id
+
+    def read() -> bool:
+        with database(db_url, shared_engine) as engine, engine.connect() as conn:
+            entry = journal.get(conn, holder_entry)
+        if entry is None or entry.state == journal.RUNNING:
+            return False
+        if entry.state == journal.FAILED:
+            return True
+        after = entry.after if isinstance(entry.after, dict) else {}
+        return "replication_status" in after.get("set_by_driver", ())
+
+    return run_off_hub(read)
 
 
 # -- cinder-manage db reset_active_backend --------------------------------------------------------
@@ -276,6 +309,7 @@ def patch_status(site_dir: str | None = None) -> CinderPatchStatus:
 
 __all__ = [
     "CINDER_VERSION", "PATCH_MARKERS", "CinderPatchStatus", "PatchMarker", "PatchState",
-    "database", "eventlet_patched", "find_cinder", "is_in_memory", "patch_status", "reset_active_backend",
+    "database", "eventlet_patched", "find_cinder", "hook_set_replication_status", "is_in_memory", "patch_status",
+    "reset_active_backend",
     "run_off_hub", "run_startup_hook",
 ]

@@ -55,7 +55,11 @@ class HookResult:
     target_kind: str
     target: str
     outcome: str  # "done", "no-hook" (the driver has no method), "fenced" (another holder did it)
-    journal_id: int | None = None
+    journal_id: int | None = None  # ours; for "fenced", the holder's entry
+    changed: bool = False  # False when the driver's answer matched the database: nothing was written
+    # What the driver's service update set, validated (empty when it returned none): only
+    # then does its replication_status replace the one Cinder derives from the driver's stats.
+    service_update: dict[str, Any] = field(default_factory=dict)
     status_before: str | None = None
     status_after: str | None = None
     active_backend_id: str | None = None
@@ -70,7 +74,8 @@ class HookResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "operation": OPERATION, "target_kind": self.target_kind, "target": self.target,
-            "outcome": self.outcome, "journal_id": self.journal_id, "status_before": self.status_before,
+            "outcome": self.outcome, "journal_id": self.journal_id, "changed": self.changed,
+            "service_update": self.service_update, "status_before": self.status_before,
             "status_after": self.status_after, "active_backend_id": self.active_backend_id,
             "volumes": {"loaded": self.volumes_loaded, "updated": self.volumes_updated},
             "groups": {"loaded": self.groups_loaded, "updated": self.groups_updated},
@@ -140,6 +145,7 @@ def update_host_replication(
         outcome = acquire(engine, target, holder=holder, lease_seconds=lease_seconds)
     if isinstance(outcome, Busy):
         result.outcome = "fenced"
+        result.journal_id = outcome.fence.journal_ids[0] if outcome.fence.journal_ids else None
         released = wait_for_fence > 0 and wait_until_released(engine, target, wait_for_fence)
         result.message = (f"{target.label} is fenced: {outcome.fence.describe()}; its holder runs the driver"
                           + ("; the fence has since been released" if released else ""))
@@ -171,8 +177,12 @@ def update_host_replication(
             ) from exc
         raise
     result.outcome = "done"
-    result.message = (f"{target.label}: {result.volumes_updated} volume(s) and {result.groups_updated} group(s)"
-                      f" updated; replication_status {result.status_after!r} (journal {lease.journal_id})")
+    if result.changed:
+        result.message = (f"{target.label}: {result.volumes_updated} volume(s) and {result.groups_updated} group(s)"
+                          f" updated; replication_status {result.status_after!r} (journal {lease.journal_id})")
+    else:
+        result.message = (f"{target.label}: the driver's answer matches the database; nothing was written"
+                          f" (replication_status {result.status_after!r}, journal {lease.journal_id} '{journal.UNCHANGED}')")
     return result
 
 
@@ -197,10 +207,13 @@ def _work(engine: Engine, hook: Callable[..., Any], lease: Lease, target: Target
         except DriverAnswerError as exc:
             raise DriverAnswerError(exc.message, _explain_unknown_ids(engine, exc.details)) from None
     del volumes, groups, answer, volume_updates, group_updates
+    result.service_update = dict(plan["service"])
     status_after = plan["service"].get("replication_status", lease.status_before)
     backend_after = plan["service"].get("active_backend_id", lease.active_backend_id)
+    result.changed = bool(plan["volumes"]["count"] or plan["groups"]["count"]
+                          or (status_after, backend_after) != (lease.status_before, lease.active_backend_id))
     with timer.phase("apply", f"writing {plan['volumes']['count']} volume and {plan['groups']['count']} group update(s)"):
-        _apply(engine, plan, lease, target, status_after, backend_after, timer, keeper)
+        _apply(engine, plan, lease, target, status_after, backend_after, timer, keeper, changed=result.changed)
     result.status_after, result.active_backend_id = status_after, backend_after
     result.volumes_updated, result.groups_updated = plan["volumes"]["count"], plan["groups"]["count"]
 
@@ -278,15 +291,19 @@ def write_plan(writer: bulk.Writer, plan: dict[str, Any], say: Callable[[str], N
 
 
 def _apply(engine: Engine, plan: dict[str, Any], lease: Lease, target: Target, status_after: str | None,
-           backend_after: str | None, timer: _Timer, keeper: LeaseKeeper) -> None:
+           backend_after: str | None, timer: _Timer, keeper: LeaseKeeper, *, changed: bool) -> None:
+    after = {"replication_status": status_after, "active_backend_id": backend_after,
+             "set_by_driver": sorted(plan["service"])}
+
     def write() -> None:
         now = utcnow()
         with bulk.transaction(engine) as writer:
             write_plan(writer, plan, lambda message: timer.say("apply", message))
             if keeper.lost or not journal.finish(
-                writer, lease.journal_id, lease.holder, state=journal.DONE, now=now,
-                after={"replication_status": status_after, "active_backend_id": backend_after},
-                counts={"volumes": plan["volumes"]["count"], "groups": plan["groups"]["count"]},
+                writer, lease.journal_id, lease.holder, state=journal.DONE if changed else journal.UNCHANGED,
+                now=now, after=after,
+                counts={kind: plan[kind]["count"] for kind in ("volumes", "groups")}
+                | {f"{kind}_unchanged": plan[kind].get("unchanged", 0) for kind in ("volumes", "groups")},
             ):
                 raise ConcurrentChange(
                     f"the fence on {target.label} was taken over while this process worked (its lease expired);"
@@ -298,6 +315,9 @@ def _apply(engine: Engine, plan: dict[str, Any], lease: Lease, target: Target, s
                 raise ConcurrentChange(f"the fence on {target.label} was cleared by someone else; rolled back")
             if target.cluster is not None:
                 queries.update_members(writer, target.cluster.name, values)
+            if not changed:
+                journal.prune_unchanged(writer, operation=OPERATION, target_kind=target.kind, target=target.name,
+                                        keep_id=lease.journal_id)
             timer.say("apply", "committing")
 
     try:

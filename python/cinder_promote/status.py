@@ -70,7 +70,7 @@ class StatusReport:
         return {"services": [s.to_json() for s in self.services], "clusters": [c.to_json() for c in self.clusters]}
 
 
-def _backend_of(host: str | None) -> str | None:
+def backend_of(host: str | None) -> str | None:
     """A volume's host names a pool (`host@backend#pool`); its service is the part before '#'."""
     return None if host is None else host.split("#", 1)[0]
 
@@ -78,7 +78,7 @@ def _backend_of(host: str | None) -> str | None:
 def _fold(rows: list[tuple], *, by_cluster: bool) -> dict[str, Counter]:
     counts: dict[str, Counter] = {}
     for host, cluster_name, status, n in rows:
-        key = _backend_of(cluster_name if by_cluster else host)
+        key = backend_of(cluster_name if by_cluster else host)
         if key is not None:
             counts.setdefault(key, Counter())[status if status is not None else NULL_KEY] += n
     return counts

@@ -19,6 +19,8 @@ def _summary(entry: journal.JournalEntry) -> str:
         return entry.error.splitlines()[0]
     if entry.undo_of is not None:
         return f"undid journal {entry.undo_of}"
+    if entry.state == journal.UNCHANGED:
+        return "the driver's answer matched the database: nothing written (latest such start)"
     if entry.operation == "update-host-replication" and entry.counts:
         return f"{entry.counts.get('volumes', 0)} volume(s), {entry.counts.get('groups', 0)} group(s)"
     if isinstance(entry.after, list):

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from .bulk import Executes
 
 RUNNING, DONE, FAILED, TAKEN_OVER = "running", "done", "failed", "taken-over"
+# A startup hook whose answer changed nothing: only the newest such entry of a
+# target is kept, so a hundred plain restarts leave one line, not a hundred.
+UNCHANGED = "unchanged"
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,15 @@ def finish(
                 counts_json=_dump(counts), error=error)
     )
     return result.rowcount == 1
+
+
+def prune_unchanged(conn: Executes, *, operation: str, target_kind: str, target: str, keep_id: int) -> int:
+    """Delete the target's older `unchanged` entries of `operation`; the number deleted."""
+    result = conn.execute(
+        journal.delete().where(journal.c.operation == operation, journal.c.target_kind == target_kind,
+                               journal.c.target == target, journal.c.state == UNCHANGED, journal.c.id != keep_id)
+    )
+    return result.rowcount
 
 
 def get(conn: Connection, entry_id: int) -> JournalEntry | None:

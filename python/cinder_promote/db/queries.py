@@ -89,6 +89,20 @@ def replication_counts(conn: Connection, table_name: str) -> list[tuple[str | No
     return [tuple(r) for r in conn.execute(query)]
 
 
+def lost_but_replicating(conn: Connection) -> list[tuple[str | None, str | None, str]]:
+    """(host, cluster_name, id) of live volumes in status `error` whose replication_status is `enabled`.
+
+    Cinder's failover leaves a volume it could not bring over in `error`; one that still
+    claims to replicate was re-enabled by something that did not look at the array.
+    """
+    query = (
+        sa.select(volumes.c.host, volumes.c.cluster_name, volumes.c.id)
+        .where(_not_deleted(volumes), volumes.c.status == "error", volumes.c.replication_status == "enabled")
+        .order_by(volumes.c.host, volumes.c.id)
+    )
+    return [tuple(r) for r in conn.execute(query)]
+
+
 def _equals(column: sa.Column, value: Any) -> sa.ColumnElement[bool]:
     return column.is_(None) if value is None else column == value
 

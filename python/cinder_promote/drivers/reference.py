@@ -6,12 +6,15 @@ reset-active-backend) and its cinder.conf now names C as its
 `replication_device`; at start-up the hook tells it the status from the
 database, and it answers with what it finds on the "array":
 
-- `enabled` (after a promotion): every replicated volume gets a new pair on
-  the target, recorded in `replication_driver_data` (one distinct value per
-  volume) with `replication_status` enabled; volumes that were not replicated
-  stay as they are; groups are enabled; the service stays `enabled`.
-- `disabled`: replication is torn down: volumes and groups `disabled`, the
-  pair data cleared.
+- `enabled` (after a promotion): every volume that is replicated and alive on
+  the new primary (see `replicated_and_alive`) gets a new pair on the target,
+  recorded in `replication_driver_data` (one distinct value per volume) with
+  `replication_status` enabled; volumes that were never replicated, and
+  volumes lost with the old primary (Cinder's failover left them `error` /
+  `failover-error`), stay exactly as they are: there is nothing on this array
+  to pair. Replicated groups are enabled; the service stays `enabled`.
+- `disabled`: replication is torn down for the same volumes and groups:
+  `disabled`, the pair data cleared.
 - `failed-over` (or anything else): the array is still failed over and nothing
   changes.
 
@@ -27,7 +30,19 @@ from typing import Any
 
 from .bulk import UpdateList
 
-NOT_REPLICATED = ("not-capable", "disabled", None)
+# After a failover, a volume that now lives on this array says so: Cinder's
+# failover_host left it `failed-over` (or it was `enabled` before the reset).
+# `failover-error` (and `error`) mean the failover could not bring it over.
+REPLICATED_HERE = ("enabled", "failed-over")
+
+
+def replicated_and_alive(record: Any) -> bool:
+    """Whether a volume (or group) was replicated and survived on this array.
+
+    A driver with a real array asks the array; the reference driver reads
+    what Cinder's failover recorded.
+    """
+    return record.replication_status in REPLICATED_HERE and record.status != "error"
 
 
 class ReferenceDriver:
@@ -59,16 +74,16 @@ class ReferenceDriver:
         if replication_status == "enabled" and active_backend_id is None:
             target = self.replication_target
             # A new pair on the target for each replicated volume: distinct data per volume.
-            volume_updates.add_each(volumes, lambda v: None if v.replication_status in NOT_REPLICATED else {
+            volume_updates.add_each(volumes, lambda v: {
                 "replication_status": "enabled",
                 "replication_driver_data": f"{target}:pair-{v.id}",
                 "replication_extended_status": f"replicating to {target}",
-            })
-            group_updates.add_all(groups, replication_status="enabled")
+            } if replicated_and_alive(v) else None)
+            group_updates.add_all([g for g in groups if replicated_and_alive(g)], replication_status="enabled")
             return {"replication_status": "enabled"}, volume_updates.entries, group_updates.entries
         if replication_status == "disabled":
-            volume_updates.add_all(volumes, replication_status="disabled", replication_driver_data=None,
-                                   replication_extended_status=None)
-            group_updates.add_all(groups, replication_status="disabled")
+            volume_updates.add_all([v for v in volumes if replicated_and_alive(v)], replication_status="disabled",
+                                   replication_driver_data=None, replication_extended_status=None)
+            group_updates.add_all([g for g in groups if replicated_and_alive(g)], replication_status="disabled")
             return {"replication_status": "disabled"}, volume_updates.entries, group_updates.entries
         return None, [], []
