@@ -40,6 +40,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 API_VERSION = "3.71"
 VOLUME_HOST = "cinder-1"
+# What VolumeManager.init_host_with_rpc logs last (with or without the hook).
+INITIALIZED = "Driver post RPC initialization completed successfully"
 
 
 @dataclass
@@ -118,6 +120,7 @@ class Deployment:
     db_url: str = ""
     node: str = ""
     _children: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
+    log_offsets: dict[str, int] = field(default_factory=dict, repr=False)   # where each start's log begins
 
     # -- persistence ----------------------------------------------------------------------------
 
@@ -328,16 +331,22 @@ lock_path = {self.state_dir / 'locks'}
             "OS_VOLUME_API_VERSION": API_VERSION,
         }
 
-    def api_ready(self) -> bool:
+    def ready(self) -> bool:
+        """cinder-api answers and lists cinder-scheduler up. Asked at API version 3.0: from 3.49
+        the list asks the scheduler over RPC, and a call made before the scheduler's queue
+        exists is lost (the client would wait 60 s for nothing)."""
         if not port_open(self.ports["api"]):
             return False
-        return self.run(self.bin("cinder"), "service-list").returncode == 0
+        done = self.run(self.bin("cinder"), "--os-volume-api-version", "3.0", "service-list",
+                        "--binary", "cinder-scheduler")
+        return done.returncode == 0 and " up " in done.stdout
 
     def start_api(self) -> None:
         if not self.running("cinder-api"):
             self.spawn("cinder-api", [self.bin("cinder-api"), "--config-file", str(self.conf),
                                       "--log-file", str(self.log("cinder-api"))])
-        wait_for("cinder-api", self.api_ready, 60, lambda: self.running("cinder-api"), self.log("cinder-api"))
+        wait_for("cinder-api and cinder-scheduler", self.ready, 60,
+                 lambda: self.running("cinder-api") and self.running("cinder-scheduler"), self.log("cinder-api"))
 
     def start_scheduler(self) -> None:
         if not self.running("cinder-scheduler"):
@@ -356,9 +365,22 @@ lock_path = {self.state_dir / 'locks'}
         if options:
             text += f"\n[{backend}]\n" + "".join(f"{k} = {v}\n" for k, v in options.items())
         own.write_text(text)
+        log = self.log(name)
+        self.log_offsets[name] = log.stat().st_size if log.exists() else 0
         env = {"PYTHONPATH": str(HERE)}
         return self.spawn(name, [self.bin("cinder-volume"), "--config-file", str(self.conf),
                                  "--config-file", str(own), "--log-file", str(self.log(name))], env)
+
+    def started_log(self, name: str) -> str:
+        """The log of the process's latest start."""
+        with open(self.log(name), errors="replace") as f:
+            f.seek(self.log_offsets.get(name, 0))
+            return f.read()
+
+    def wait_volume_ready(self, name: str, timeout: float = 90) -> float:
+        """Until the cinder-volume process logs the end of its initialization (after the hook)."""
+        return wait_for(name, lambda: self.log(name).exists() and INITIALIZED in self.started_log(name), timeout,
+                        lambda: self.running(name), self.log(name))
 
     def run(self, *argv: str, check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:
         """A command with the operator's environment (the client's variables)."""

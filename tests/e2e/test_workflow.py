@@ -76,11 +76,11 @@ def test_fresh_service_is_like_the_control(rig: Deployment, operator: Operator) 
     with phase("start cinder-volume for replicated and control (fresh services)"):
         rig.start_volume("volume-replicated", "replicated")
         rig.start_volume("volume-control", "control")
-        control = wait_service(operator, CONTROL, replication="enabled")
-        # The hook has run (the array saw the call) and init_host_with_rpc is done.
-        wait_until("the hook's call", lambda: arrays(rig)["arrays"].get("array-a", {}).get("hook_calls"))
-        time.sleep(3)
+        rig.wait_volume_ready("volume-replicated")
+        rig.wait_volume_ready("volume-control")
+        control = wait_service(operator, CONTROL)
         replicated = wait_service(operator, HOST)
+    assert arrays(rig)["arrays"]["array-a"]["hook_calls"]
     assert control["Replication Status"] == "enabled"
     assert replicated["Replication Status"] == control["Replication Status"]
     assert replicated["Active Backend ID"] == control["Active Backend ID"] == "-"
@@ -188,6 +188,7 @@ def test_hook_repairs_to_c(rig: Deployment, operator: Operator, database: Databa
     ids = story["ids"]
     with phase("start cinder-volume: the hook re-pairs to array-c"):
         rig.start_volume("volume-replicated", "replicated")
+        rig.wait_volume_ready("volume-replicated")
         wait_service(operator, HOST, replication="enabled")
     story["hook_calls"] = len(arrays(rig)["arrays"]["array-b"]["hook_calls"])
     for name in ("r1", "r2"):
@@ -234,8 +235,9 @@ def test_restart_with_unchanged_answer_writes_nothing(rig: Deployment, operator:
         for _ in range(3):
             rig.stop("volume-replicated")
             rig.start_volume("volume-replicated", "replicated")
-            wait_until("the hook's call", lambda: len(arrays(rig)["arrays"]["array-b"]["hook_calls"]) > story["hook_calls"])
+            rig.wait_volume_ready("volume-replicated")
             story["hook_calls"] += 1
+            assert len(arrays(rig)["arrays"]["array-b"]["hook_calls"]) == story["hook_calls"]
             wait_service(operator, HOST, replication="enabled")
     after = {row.id: row.updated_at for row in database.rows("SELECT id, updated_at FROM volumes")}
     assert after == before
