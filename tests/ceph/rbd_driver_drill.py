@@ -179,10 +179,14 @@ subprocess.run([CEPH_SCRIPT, "destroy", "a"], check=True)
 phase("a_destroyed", t)
 
 t = time.monotonic()
-active, volume_updates, _ = driver.failover_host(ctxt, replicated + plain, "b")
+# As VolumeManager.failover does: only the replicated volumes go to the driver; the others
+# (replication_status disabled) become error / not-capable.
+active, volume_updates, _ = driver.failover_host(ctxt, replicated, "b")
 by_id = {v.id: v for v in replicated + plain}
 for update in volume_updates:
     apply(by_id[update["volume_id"]], update["updates"])
+for volume in plain:
+    apply(volume, {"previous_status": volume.status, "status": "error", "replication_status": "not-capable"})
 report["failover_to_b"] = {"active_backend_id": active,
                            "volumes": {v.id: {"replication_status": v.replication_status, "status": v.status}
                                        for v in replicated + plain}}

@@ -63,10 +63,21 @@ def admin(conf: str) -> rados.Rados:
 
 
 def make_pool(conf: str, site: str) -> None:
+    """The pool, in mirror mode image, and client.cinder allowed on it (as on `volumes`)."""
     cluster = admin(conf)
     try:
         if not cluster.pool_exists(POOL):
             cluster.create_pool(POOL)
+        ret, out, err = cluster.mon_command(json.dumps({"prefix": "auth get", "entity": "client.cinder",
+                                                        "format": "json"}), b"")
+        assert ret == 0, err
+        caps = json.loads(out)[0]["caps"]
+        for kind in ("osd", "mgr"):
+            caps[kind] += f", profile rbd pool={POOL}"
+        ret, out, err = cluster.mon_command(json.dumps({
+            "prefix": "auth caps", "entity": "client.cinder",
+            "caps": [x for kind in ("mon", "osd", "mgr") for x in (kind, caps[kind])]}), b"")
+        assert ret == 0, err
         ioctx = cluster.open_ioctx(POOL)
         ioctx.application_enable("rbd")
         rbd.RBD().mirror_mode_set(ioctx, rbd.RBD_MIRROR_MODE_IMAGE)

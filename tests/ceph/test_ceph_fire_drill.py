@@ -206,6 +206,13 @@ def test_fire_drill_through_the_deployment(drill: Drill) -> None:
     t = time.monotonic()
     drill.wait_data("b", {i: sums[i] for i in replicated})
     phase("B caught up", t)
+    # One more replicated volume that B never gets (its rbd-mirror stopped): lost with A.
+    assert drill.ceph.run("stop-mirror", "b").returncode == 0
+    drill.cinder("create", "--volume-type", "replicated", "--name", "r-lost", "1")
+    lost = wait_for("r-lost available", lambda: (lambda r: r.get("r-lost") if r.get("r-lost") is not None and
+                                                 r["r-lost"].status == "available" else None)(volume_rows(rig)), 120)
+    images["r-lost"] = f"volume-{lost.id}"
+    sums.update(drill.data("write", "a", [images["r-lost"]]))
 
     # -- the fire --------------------------------------------------------------------------------
     t = time.monotonic()
@@ -220,8 +227,11 @@ def test_fire_drill_through_the_deployment(drill: Drill) -> None:
     rows = volume_rows(rig)
     assert {n: (r.status, r.replication_status) for n, r in rows.items()} == {
         "r1": ("available", "failed-over"), "r2": ("available", "failed-over"),
-        "r3": ("available", "failed-over"), "p1": ("error", "failover-error")}
+        "r3": ("available", "failed-over"), "p1": ("error", "not-capable"),
+        "r-lost": ("error", "failover-error")}
     assert drill.data("sum", "b", replicated) == {i: sums[i] for i in replicated}   # readable on B
+    assert drill.data("sum", "b", [images["r-lost"], images["p1"]]) == dict.fromkeys(
+        (images["r-lost"], images["p1"]))                                            # lost with A
 
     t = time.monotonic()
     drill.guide(1)                                  # forget A on B
@@ -248,11 +258,12 @@ def test_fire_drill_through_the_deployment(drill: Drill) -> None:
     assert "Peered pool volumes of b with c both ways" in log
     rows = wait_for("replicated volumes enabled", lambda: (lambda r: r if all(
         r[n].replication_status == "enabled" for n in ("r1", "r2", "r3")) else None)(volume_rows(rig)), 60)
-    assert (rows["p1"].status, rows["p1"].replication_status) == ("error", "failover-error")
+    assert (rows["p1"].status, rows["p1"].replication_status) == ("error", "not-capable")
+    assert (rows["r-lost"].status, rows["r-lost"].replication_status) == ("error", "failover-error")
     history = json.loads(out[: out.index("\n}\n") + 3])["entries"]
     hook = history[0]
     assert (hook["operation"], hook["target"], hook["state"]) == ("update-host-replication", HOST, "done"), hook
-    assert hook["status_before"] == "enabled" and hook["counts"]["volumes"] == 4, hook
+    assert hook["status_before"] == "enabled" and hook["counts"]["volumes"] == 5, hook
     assert history[1]["operation"] == "reset-active-backend", history
     assert re.search(r"Name: b\s", out) and "rx-tx" in out, out   # C's pool has B as its two-way peer
 
@@ -262,7 +273,7 @@ def test_fire_drill_through_the_deployment(drill: Drill) -> None:
     assert (service.replication_status, service.active_backend_id, service.frozen, service.disabled) == (
         "enabled", None, 0, 0)
     drill.wait_data("c", {i: sums[i] for i in replicated})
-    assert drill.data("sum", "c", [images["p1"]]) == {images["p1"]: None}
+    assert drill.data("sum", "c", [images["p1"], images["r-lost"]]) == dict.fromkeys((images["p1"], images["r-lost"]))
     phase("thaw, enable; C caught up (checksums)", t)
 
     t = time.monotonic()

@@ -43,11 +43,11 @@ def test_rbd_driver_promotes_b_to_replicate_to_c(ceph_venv: Path, ceph_rig: Rig)
                for c in created.values() if c["replication_status"] == "enabled")
 
     # Failover to B with A gone: the replicated volumes are failed over with their data; the plain
-    # ones were only on A and Cinder's RBD driver puts them in error.
+    # ones were only on A and Cinder's volume manager puts them in error, not-capable.
     failover = report["failover_to_b"]
     assert failover["active_backend_id"] == "b"
     statuses = sorted((v["replication_status"], v["status"]) for v in failover["volumes"].values())
-    assert statuses == [("failed-over", "available")] * 3 + [("failover-error", "error")] * 2
+    assert statuses == [("failed-over", "available")] * 3 + [("not-capable", "error")] * 2
     assert report["b_sums_match"] == {name: True for name in replicated}
 
     # The operator removed A's peer from B, so the hook peered B and C both ways.
