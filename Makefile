@@ -49,7 +49,8 @@ typecheck: install
 # Cinder's RBD driver patched with update_host_replication (tests/ceph). Not part of `make test`.
 e2e-ceph: install
 	scripts/install-system-deps --with-ceph
-	$(PY) -m pytest tests/ceph -m ceph -p no:cacheprovider $(PYTEST_ARGS)
+	@set -e; eval "$$(scripts/servers start)"; \
+	  $(PY) -m pytest tests/ceph -m ceph -p no:cacheprovider $(PYTEST_ARGS)
 
 # The benches (benches/, pytest-benchmark): never part of `make test`.
 # bench-report also rewrites docs/benchmarks.md and its charts from the run.
