@@ -152,6 +152,9 @@ def drill(ceph_venv: Path, ceph_rig: Rig) -> Iterator[Drill]:
     finally:
         rig.stop_all(drop=True)
         print("\n".join(f"{s:7.1f} s  {n}" for n, s in PHASES), file=sys.stderr)
+        # The phases of the last run, for the report (pytest shows stderr only on failure).
+        (REPO_ROOT / ".cache" / "ceph-fire-drill-phases.json").write_text(
+            json.dumps([{"phase": n, "seconds": round(s, 1)} for n, s in PHASES], indent=1) + "\n")
 
 
 def volume_rows(rig: Deployment) -> dict[str, sa.Row]:
