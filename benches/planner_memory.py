@@ -28,7 +28,19 @@ MAX_PARAMS = 32767  # PostgreSQL's limit: chunks of 8,191 rows of 3 columns
 MIN_GROUP = 32
 
 
-def make_answer(n: int, shape: str) -> tuple[Any, list[dict], list, dict[str, str | None], dict]:
+def make_known(ids: Any) -> dict[str, tuple[str | None, ...]]:
+    """The hook's map of live rows: each volume's current values (VOLUME_KEYS),
+    as loaded from the database after a failover to B: failed over, with its
+    pair on the lost backend A. Fresh str objects per row, as a database driver
+    returns them (so that no equal value is found by identity alone); every
+    answer of `make_answer` changes every volume."""
+    return {
+        i: ("failed-over", None, f"backend-a:pair-{i}", None, None, None, "".join(("avail", "able")))
+        for i in ids
+    }
+
+
+def make_answer(n: int, shape: str) -> tuple[Any, list[dict], list, dict[str, tuple[str | None, ...]], dict]:
     """A driver's answer for n volumes, built as a driver builds it (with the bulk helper).
 
     distinct: the reference driver's answer after a promotion: every volume its own
@@ -36,7 +48,7 @@ def make_answer(n: int, shape: str) -> tuple[Any, list[dict], list, dict[str, st
     mixed: a third change status, a third get their own pair, a third share one update.
     """
     ids = [str(uuid.uuid4()) for _ in range(n)]
-    known = dict.fromkeys(ids, "available")
+    known = make_known(ids)
     answer = UpdateList("volume")
     if shape == "distinct":
         answer.add_each(ids, lambda i: {"replication_status": "enabled",
@@ -71,7 +83,7 @@ def main() -> int:
     del known  # the map of live rows is the hook's, not the driver's: measured apart
     input_bytes = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
-    known = dict.fromkeys((e["volume_id"] for e in volumes), "available")
+    known = make_known(e["volume_id"] for e in volumes)
     gc.collect()
     gc.disable()
     try:

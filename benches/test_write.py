@@ -56,7 +56,8 @@ def prepare_ours(url: str, rows: list[tuple], same: dict[str, str] | None):
         answer = same_for_all(ids, **same)
     else:
         answer = [{"volume_id": r[0], "updates": dict(zip(COLUMNS, r[1:]))} for r in rows]
-    plan = core.plan_updates(None, answer, [], dict.fromkeys(ids, "available"), {}, bulk.max_params(engine),
+    current = tuple("available" if key == "status" else None for key in core.VOLUME_KEYS)
+    plan = core.plan_updates(None, answer, [], dict.fromkeys(ids, current), {}, bulk.max_params(engine),
                              hook.MIN_GROUP)
 
     def run() -> int:

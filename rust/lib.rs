@@ -117,6 +117,17 @@ struct Txt {
 unsafe impl Send for Txt {}
 unsafe impl Sync for Txt {}
 
+impl Txt {
+    /// `object` of a text whose str another kept object holds (a value of a
+    /// kept tuple): the plan makes a new str of it.
+    const HELD: u32 = u32::MAX;
+
+    /// The text of a str held alive by a kept object (see `HELD`).
+    fn held(text: &str) -> Txt {
+        Txt { ptr: NonNull::from(text.as_bytes()).cast(), len: text.len() as u32, object: Txt::HELD }
+    }
+}
+
 impl planner::Text for Txt {
     fn as_str(&self) -> &str {
         // SAFETY: `ptr` and `len` come from a `&str` (see `Extract::text`).
@@ -344,11 +355,6 @@ struct ReadList<'k, 'py> {
     /// once. The dicts are kept alive in `Kept`, so no address is reused.
     dict_at: planner::FastMap<usize, u32>,
     last_dict: Option<(usize, u32)>,
-    /// Each distinct status once, by its text.
-    status_at: planner::FastMap<Box<str>, u32>,
-    none_status: Option<u32>,
-    /// The last status str met (kept alive in `Kept`) and its index.
-    last_status: Option<(usize, u32)>,
     /// Where the last id was found in the map of live rows, in its order.
     known_pos: ffi::Py_ssize_t,
     /// Every str id so far is an exact str found by `next_known`.
@@ -368,9 +374,6 @@ impl<'k, 'py> ReadList<'k, 'py> {
             out,
             dict_at: planner::FastMap::default(),
             last_dict: None,
-            status_at: planner::FastMap::default(),
-            none_status: None,
-            last_status: None,
             known_pos: 0,
             ids_in_order: true,
         }
@@ -463,51 +466,49 @@ impl<'k, 'py> ReadList<'k, 'py> {
         Some((id?, updates?))
     }
 
-    /// The status the caller's map of live rows holds for `id`, if any.
+    /// The row in `out.known` of the current values that the caller's map of
+    /// live rows holds for `id`, if any.
     fn current(&mut self, x: &mut Extract<'py>, id: &Bound<'py, PyString>, text: Txt) -> PyResult<Option<u32>> {
         let found;
-        let status = match self.next_known(id) {
-            Some(status) => status,
+        let row = match self.next_known(id) {
+            Some(row) => row,
             None => {
                 self.ids_in_order = false;
                 x.python_ran = true;
                 found = self.known.get_item(id)?;
                 match &found {
-                    Some(status) => status.as_borrowed(),
+                    Some(row) => row.as_borrowed(),
                     None => return Ok(None),
                 }
             }
         };
-        if let Some((address, i)) = self.last_status {
-            if address == status.as_ptr() as usize {
-                return Ok(Some(i));
-            }
-        }
-        let fail = |type_name: Option<&str>| {
-            Err(to_py(planner::known_status_error(self.target, planner::Text::as_str(&text), type_name)))
+        let fail = |problem: planner::KnownProblem<'_>| {
+            Err(to_py(planner::known_row_error(self.target, planner::Text::as_str(&text), problem)))
         };
-        let statuses = &mut self.out.statuses;
-        if status.is_none() {
-            return Ok(Some(*self.none_status.get_or_insert_with(|| {
-                statuses.push(None);
-                (statuses.len() - 1) as u32
-            })));
-        }
-        let Some(s) = cast::<PyString>(&status) else {
-            let name = x.type_name(&status);
-            return fail(Some(planner::Text::as_str(&name)));
+        let Ok(row) = row.cast::<PyTuple>() else {
+            let name = x.type_name(&row);
+            return fail(planner::KnownProblem::NotATuple(planner::Text::as_str(&name)));
         };
-        let Ok(t) = s.to_str() else { return fail(None) };
-        if let Some(&i) = self.status_at.get(t) {
-            return Ok(Some(i));
+        let width = self.target.known_columns().len();
+        if row.len() != width {
+            return fail(planner::KnownProblem::Length(row.len()));
         }
-        // Kept alive in `Kept`: its address stays its own for `last_status`.
-        let kept = x.text(s).expect("valid UTF-8");
-        statuses.push(Some(kept));
-        let i = (statuses.len() - 1) as u32;
-        self.status_at.insert(t.into(), i);
-        self.last_status = Some((s.as_ptr() as usize, i));
-        Ok(Some(i))
+        // The tuple, kept, keeps its values alive: their texts are borrowed.
+        x.keep(row.as_any());
+        let index = self.out.known.len() / width;
+        for (k, value) in row.iter_borrowed().enumerate() {
+            let value = if value.is_none() {
+                None
+            } else if let Ok(s) = value.cast::<PyString>() {
+                let Ok(t) = s.to_str() else { return fail(planner::KnownProblem::ValueNotUtf8(k)) };
+                Some(Txt::held(t))
+            } else {
+                let name = x.type_name(&value);
+                return fail(planner::KnownProblem::ValueType(k, planner::Text::as_str(&name)));
+            };
+            self.out.known.push(value);
+        }
+        Ok(Some(u32::try_from(index).expect("fewer than 2**32 rows")))
     }
 
     /// The status of `id` if `id` is, as an object, one of the next keys of
@@ -639,6 +640,7 @@ struct Output<'py> {
 impl<'py> Output<'py> {
     fn value(&mut self, value: Option<Txt>) -> Bound<'py, PyAny> {
         match value {
+            Some(t) if t.object == Txt::HELD => PyString::new(self.py, planner::Text::as_str(&t)).into_any(),
             Some(t) => self.kept.hand(t.object),
             None => self.py.None().into_bound(self.py),
         }
@@ -694,6 +696,7 @@ impl<'py> Output<'py> {
         }
         let out = PyDict::new(py);
         out.set_item(intern!(py, "count"), plan.count)?;
+        out.set_item(intern!(py, "unchanged"), plan.unchanged)?;
         out.set_item(intern!(py, "sets"), sets)?;
         out.set_item(intern!(py, "rows"), rows)?;
         Ok(out)
@@ -764,6 +767,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("REPLICATION_STATUSES", validate::REPLICATION_STATUSES.to_vec())?;
     m.add("FENCE_STATUS", validate::FENCE_STATUS)?;
+    let names = |target: Target| PyTuple::new(m.py(), target.known_columns().iter().map(|c| c.name()));
+    m.add("VOLUME_KEYS", names(Target::Volume)?)?;
+    m.add("GROUP_KEYS", names(Target::Group)?)?;
     m.add_function(wrap_pyfunction!(check_replication_status, m)?)?;
     m.add_function(wrap_pyfunction!(split_host, m)?)?;
     m.add_function(wrap_pyfunction!(check_backend_host, m)?)?;

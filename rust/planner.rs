@@ -171,6 +171,29 @@ impl Target {
         }
     }
 
+    /// The columns of the caller's tuples of current values, in their order:
+    /// the contract's order of the allowed keys (`VOLUME_KEYS`, `GROUP_KEYS`).
+    pub fn known_columns(self) -> &'static [Column] {
+        match self {
+            Target::Service => &[],
+            Target::Volume => &[
+                Column::ReplicationStatus,
+                Column::ReplicationExtendedStatus,
+                Column::ReplicationDriverData,
+                Column::ProviderId,
+                Column::ProviderLocation,
+                Column::ProviderAuth,
+                Column::Status,
+            ],
+            Target::Group => &[Column::ReplicationStatus, Column::Status],
+        }
+    }
+
+    /// The place of an allowed column in [`Target::known_columns`].
+    fn known_index(self, column: Column) -> usize {
+        self.known_columns().iter().position(|&c| c == column).expect("an allowed column")
+    }
+
     fn allows(self, column: Column) -> bool {
         self.columns().contains(&column)
     }
@@ -272,8 +295,9 @@ pub enum Service<S> {
     Dict(Vec<Item<S>>),
 }
 
-/// The id of an entry. For a str, `current` indexes [`List::statuses`]: the
-/// status the caller's map of live rows holds for it (`None`: not a live row).
+/// The id of an entry. For a str, `current` is its row in [`List::known`]:
+/// the current values the caller's map of live rows holds for it (`None`: not
+/// a live row).
 #[derive(Debug, Clone)]
 pub enum Id<S> {
     Str { id: S, current: Option<u32> },
@@ -448,6 +472,15 @@ impl<S> Dicts<S> {
         u64::from(self.hashes[index as usize])
     }
 
+    /// The items of a checked dict whose columns are in `keep`, sorted by column.
+    fn kept(&self, index: u32, keep: u16) -> impl Iterator<Item = (Column, Option<S>)> + '_
+    where
+        S: Copy,
+    {
+        let Content(columns, values) = self.content(index);
+        columns.iter().copied().zip(values.iter().copied()).filter(move |(c, _)| keep & c.bit() != 0)
+    }
+
     pub fn len(&self) -> usize {
         self.ends.len()
     }
@@ -461,9 +494,9 @@ impl<S> Dicts<S> {
 pub struct List<S> {
     pub entries: Vec<Entry<S>>,
     pub dicts: Dicts<S>,
-    /// The statuses of the live rows the entries name, as the caller's map
-    /// holds them (the binding stores each distinct status once).
-    pub statuses: Vec<Option<S>>,
+    /// The current values of the live rows the entries name, as the caller's
+    /// map holds them: a row of [`Target::known_columns`] values each.
+    pub known: Vec<Option<S>>,
     /// The binding vouches that no two str ids are equal: each was an exact
     /// str that is itself a key of the caller's map of live rows, found at a
     /// later position than the one before, and no Python code ran meanwhile.
@@ -473,7 +506,7 @@ pub struct List<S> {
 
 impl<S> Default for List<S> {
     fn default() -> Self {
-        List { entries: Vec::new(), dicts: Dicts::default(), statuses: Vec::new(), ids_distinct: false }
+        List { entries: Vec::new(), dicts: Dicts::default(), known: Vec::new(), ids_distinct: false }
     }
 }
 
@@ -527,11 +560,15 @@ pub struct RowChunk {
 pub struct KindPlan<S> {
     /// Entries with something to write.
     pub count: usize,
+    /// Entries whose every value equals the row's current one: not written.
+    pub unchanged: usize,
     pub sets: Vec<SetChunk<S>>,
     pub rows: Vec<RowChunk>,
     /// The entries of the chunks, as indices into `ready`, chunk after chunk.
     members: Vec<u32>,
     ready: Vec<Ready>,
+    /// The previous statuses, each distinct one once (see [`Ready::previous`]).
+    statuses: Vec<Option<S>>,
     list: List<S>,
 }
 
@@ -555,8 +592,8 @@ impl<S: Text> KindPlan<S> {
         self.members[chunk.members.clone()].iter().map(move |&m| {
             let r = &self.ready[m as usize];
             // previous_status, the first volume column by name, is not in the dict.
-            let status = r.previous.filter(|_| previous).map(|p| self.list.statuses[p as usize]);
-            let values = self.list.dicts.content(r.dict).1.iter().copied();
+            let status = r.previous.filter(|_| previous).map(|p| self.statuses[p as usize]);
+            let values = self.list.dicts.kept(r.dict, r.keep).map(|(_, value)| value);
             (self.id(r), status.into_iter().chain(values))
         })
     }
@@ -594,13 +631,30 @@ pub fn known_not_a_dict(target: Target, type_name: &str) -> Error {
     Error::ArgumentType(format!("{}: expected a dict, got {type_name}", target.known_name()))
 }
 
-/// A status in the caller's map of live rows that is not a str or None
-/// (`type_name`), or not valid UTF-8 (`type_name` is None).
-pub fn known_status_error(target: Target, id: &str, type_name: Option<&str>) -> Error {
+/// What is wrong with a row's current values in the caller's map of live rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KnownProblem<'a> {
+    /// Not a tuple: the name of its type.
+    NotATuple(&'a str),
+    /// A tuple of this many values, not [`Target::known_columns`]'s.
+    Length(usize),
+    /// Value `k` is not a str or None: the name of its type.
+    ValueType(usize, &'a str),
+    /// Value `k` is a str that is not valid UTF-8.
+    ValueNotUtf8(usize),
+}
+
+/// `known_volumes['v1'] must be a tuple of 7 values, got int`, and the like.
+pub fn known_row_error(target: Target, id: &str, problem: KnownProblem<'_>) -> Error {
     let at = format!("{}[{}]", target.known_name(), quote(id));
-    match type_name {
-        Some(t) => Error::ArgumentType(format!("{at} must be a string or None, got {t}")),
-        None => Error::ArgumentValue(format!("{at} is not valid UTF-8")),
+    let width = target.known_columns().len();
+    match problem {
+        KnownProblem::NotATuple(t) => Error::ArgumentType(format!("{at} must be a tuple of {width} values, got {t}")),
+        KnownProblem::Length(n) => {
+            Error::ArgumentType(format!("{at} must be a tuple of {width} values, got a tuple of {n}"))
+        }
+        KnownProblem::ValueType(k, t) => Error::ArgumentType(format!("{at}[{k}] must be a string or None, got {t}")),
+        KnownProblem::ValueNotUtf8(k) => Error::ArgumentValue(format!("{at}[{k}] is not valid UTF-8")),
     }
 }
 
@@ -787,8 +841,10 @@ fn check_dict<S: Text>(target: Target, dicts: &mut Dicts<S>, d: u32, problems: &
 struct Ready {
     entry: u32,
     dict: u32,
+    /// The columns of the dict whose values differ from the row's: the ones written.
+    keep: u16,
     /// When the update changes the volume's status: the old one, as an index
-    /// into the list's statuses (the first of equal ones).
+    /// into [`Checks::statuses`] (each distinct status once).
     previous: Option<u32>,
 }
 
@@ -851,6 +907,9 @@ fn repeated_ids<S: Text>(entries: &[Entry<S>]) -> FastMap<u32, u32> {
 /// What the checks of a list leave for the planning.
 struct Checks<S> {
     ready: Vec<Ready>,
+    /// The entries that passed and change nothing.
+    unchanged: usize,
+    statuses: Vec<Option<S>>,
     dicts: Vec<Checked>,
     list: List<S>,
 }
@@ -862,7 +921,13 @@ fn check_entries<S: Text>(target: Target, entries: Entries<S>, problems: &mut Pr
     let mut list = match entries {
         Entries::NotAList(t) => {
             problems.add(|| format!("{list_name}: expected a list, got {}", t.as_str()));
-            return Checks { ready: Vec::new(), dicts: Vec::new(), list: List::default() };
+            return Checks {
+                ready: Vec::new(),
+                unchanged: 0,
+                statuses: Vec::new(),
+                dicts: Vec::new(),
+                list: List::default(),
+            };
         }
         Entries::List(list) => list,
     };
@@ -870,11 +935,11 @@ fn check_entries<S: Text>(target: Target, entries: Entries<S>, problems: &mut Pr
     let checked: Vec<Checked> = (0..list.dicts.len() as u32)
         .map(|d| check_dict(target, &mut list.dicts, d, &mut dict_problems))
         .collect();
-    // Equal statuses are one status: index -> the first equal one.
-    let mut first_status: FastMap<Option<ByText<S>>, u32> = FastMap::default();
-    let same_status: Vec<u32> = (0..list.statuses.len() as u32)
-        .map(|i| *first_status.entry(list.statuses[i as usize].map(ByText)).or_insert(i))
-        .collect();
+    // The previous statuses, each distinct one once.
+    let mut statuses: Vec<Option<S>> = Vec::new();
+    let mut status_at: FastMap<Option<ByText<S>>, u32> = FastMap::default();
+    let width = target.known_columns().len();
+    let mut unchanged = 0;
     let repeated = if list.ids_distinct { FastMap::default() } else { repeated_ids(&list.entries) };
     let mut ready = Vec::with_capacity(list.entries.len());
     for (i, entry) in list.entries.iter().enumerate() {
@@ -927,7 +992,7 @@ fn check_entries<S: Text>(target: Target, entries: Entries<S>, problems: &mut Pr
                 None => problems.add(|| {
                     format!("{}: {kind} {} is not a live {kind} of this backend", at(), quote(id.as_str()))
                 }),
-                Some(s) => current = Some(same_status[*s as usize]),
+                Some(row) => current = Some(*row as usize),
             }
             if let Some(&first) = repeated.get(&(i as u32)) {
                 problems.add(|| {
@@ -941,19 +1006,33 @@ fn check_entries<S: Text>(target: Target, entries: Entries<S>, problems: &mut Pr
         for problem in &dict_problems[problems_start as usize..check.problems_end as usize] {
             problems.add(|| format!("{}: {problem}", at()));
         }
-        let Some(current) = current else { continue };
-        if problems.count == before && check.mask != 0 {
-            // The status column sorts last (its items are read only if it is there).
-            let new = if target == Target::Volume && check.mask & Column::Status.bit() != 0 {
-                list.dicts.content(d).1.last().copied().flatten()
-            } else {
-                None
-            };
-            let changes = new.is_some_and(|new| list.statuses[current as usize].map(ByText) != Some(ByText(new)));
-            ready.push(Ready { entry: i as u32, dict: d, previous: changes.then_some(current) });
+        let Some(row) = current else { continue };
+        if problems.count != before {
+            continue;
         }
+        // Only the values that differ from the row's current ones are written.
+        let row = &list.known[row * width..(row + 1) * width];
+        let Content(columns, values) = list.dicts.content(d);
+        let mut keep = 0u16;
+        for (&column, &value) in columns.iter().zip(values) {
+            if value.map(ByText) != row[target.known_index(column)].map(ByText) {
+                keep |= column.bit();
+            }
+        }
+        if keep == 0 {
+            unchanged += 1;
+            continue;
+        }
+        let previous = (target == Target::Volume && keep & Column::Status.bit() != 0).then(|| {
+            let old = row[target.known_index(Column::Status)];
+            *status_at.entry(old.map(ByText)).or_insert_with(|| {
+                statuses.push(old);
+                (statuses.len() - 1) as u32
+            })
+        });
+        ready.push(Ready { entry: i as u32, dict: d, keep, previous });
     }
-    Checks { ready, dicts: checked, list }
+    Checks { ready, unchanged, statuses, dicts: checked, list }
 }
 
 // ------------------------------------------------------------ the planning
@@ -1080,26 +1159,32 @@ impl<S: Text> PartialEq for ByText<S> {
 
 impl<S: Text> Eq for ByText<S> {}
 
-/// The columns and values of a checked dict, its values compared by text.
+/// The columns and values of a checked dict.
 struct Content<'k, S>(&'k [Column], &'k [Option<S>]);
 
-impl<S: Text> PartialEq for Content<'_, S> {
-    fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0 && self.1.iter().zip(other.1).all(|(a, b)| a.map(ByText) == b.map(ByText))
-    }
-}
-
 fn plan_kind<S: Text>(checks: Checks<S>, limits: Limits) -> KindPlan<S> {
-    let Checks { ready, dicts: checked, list } = checks;
-    // Group the entries by their final values (the dict's content and the
-    // previous status), in order of first appearance. An entry with the same
-    // dict and previous status as the one before it joins its group; the
-    // others are sorted by a hash of their final values (see [`packed`]).
+    let Checks { ready, unchanged, statuses, dicts: checked, list } = checks;
+    // Group the entries by their final values (the dict's content that
+    // differs from the row, and the previous status), in order of first
+    // appearance. An entry with the same dict, kept columns and previous
+    // status as the one before it joins its group; the others are sorted by a
+    // hash of their final values (see [`packed`]).
     let same = |a: &Ready, b: &Ready| {
-        a.previous == b.previous && (a.dict == b.dict || list.dicts.content(a.dict) == list.dicts.content(b.dict))
+        a.previous == b.previous
+            && a.keep == b.keep
+            && (a.dict == b.dict || {
+                let (x, y) = (list.dicts.kept(a.dict, a.keep), list.dicts.kept(b.dict, b.keep));
+                x.map(|(c, v)| (c, v.map(ByText))).eq(y.map(|(c, v)| (c, v.map(ByText))))
+            })
     };
     let key = |r: &Ready| {
-        let mut hasher = FastHasher { hash: list.dicts.hash(r.dict) };
+        // A dict's hash is the sum of its items' (see `item_hash`): the kept ones'.
+        let hash = if r.keep == checked[r.dict as usize].mask {
+            list.dicts.hash(r.dict)
+        } else {
+            u64::from(list.dicts.kept(r.dict, r.keep).fold(0u32, |sum, (c, v)| sum.wrapping_add(item_hash(c, v) as u32)))
+        };
+        let mut hasher = FastHasher { hash };
         hasher.write_u64(r.previous.map_or(0, |p| u64::from(p) + 1));
         hasher.finish()
     };
@@ -1108,7 +1193,9 @@ fn plan_kind<S: Text>(checks: Checks<S>, limits: Limits) -> KindPlan<S> {
     let mut keyed: Vec<u64> = Vec::new();
     for (i, r) in ready.iter().enumerate() {
         match i.checked_sub(1) {
-            Some(b) if ready[b].dict == r.dict && ready[b].previous == r.previous => first[i] = first[b],
+            Some(b) if ready[b].dict == r.dict && ready[b].keep == r.keep && ready[b].previous == r.previous => {
+                first[i] = first[b]
+            }
             _ => keyed.push(packed(key(r), i)),
         }
     }
@@ -1155,9 +1242,7 @@ fn plan_kind<S: Text>(checks: Checks<S>, limits: Limits) -> KindPlan<S> {
         }
     }
     // Then the others, partitioned by their columns in order of first appearance.
-    let mask_of = |r: &Ready| {
-        checked[r.dict as usize].mask | if r.previous.is_some() { Column::PreviousStatus.bit() } else { 0 }
-    };
+    let mask_of = |r: &Ready| r.keep | if r.previous.is_some() { Column::PreviousStatus.bit() } else { 0 };
     let mut partition_of = vec![u32::MAX; 1 << Column::ALL.len()];
     let mut partitions: Vec<(u16, u32)> = Vec::new();
     for (r, &g) in ready.iter().zip(&group_of) {
@@ -1193,13 +1278,12 @@ fn plan_kind<S: Text>(checks: Checks<S>, limits: Limits) -> KindPlan<S> {
     let mut from = 0;
     for (&first, &end) in firsts.iter().zip(&place).filter(|(_, &end)| end != NOT_A_SET) {
         let r = &ready[first as usize];
-        let Content(columns, dict_values) = list.dicts.content(r.dict);
-        let mut values = Vec::with_capacity(columns.len() + 1);
+        let mut values = Vec::with_capacity(Column::ALL.len());
         if let Some(p) = r.previous {
             // previous_status is the first volume column by name.
-            values.push((Column::PreviousStatus, list.statuses[p as usize]));
+            values.push((Column::PreviousStatus, statuses[p as usize]));
         }
-        values.extend(columns.iter().copied().zip(dict_values.iter().copied()));
+        values.extend(list.dicts.kept(r.dict, r.keep));
         let size = limits.max_params.saturating_sub(values.len()).max(1);
         let (mut at, to) = (from as usize, end as usize);
         while at < to {
@@ -1221,7 +1305,7 @@ fn plan_kind<S: Text>(checks: Checks<S>, limits: Limits) -> KindPlan<S> {
         }
         at = end;
     }
-    KindPlan { count: ready.len(), sets, rows, members, ready, list }
+    KindPlan { count: ready.len(), unchanged, sets, rows, members, ready, statuses, list }
 }
 
 /// Check the driver's answer and plan its writes; every problem is reported.
@@ -1243,11 +1327,20 @@ mod tests {
     type V<'a> = Option<&'a str>;
 
     /// Entries built the way the binding builds them: each updates dict once,
-    /// each live row's status in `statuses` (here one per row, not shared, so
-    /// that the planner's own deduplication is exercised).
+    /// each named live row's current values in `known`: the given status, and
+    /// [`OLD`] for every other column (so that a None is a change).
     struct Builder<'a> {
+        target: Target,
         known: Vec<(&'a str, V<'a>)>,
         list: List<&'a str>,
+    }
+
+    const OLD: &str = "old";
+
+    /// A row of current values: `status`, and [`OLD`] elsewhere.
+    fn row(target: Target, status: V<'static>) -> Vec<V<'static>> {
+        let columns = target.known_columns();
+        columns.iter().map(|&c| if c == Column::Status { status } else { Some(OLD) }).collect()
     }
 
     fn items<'a>(pairs: &[(&'a str, V<'a>)]) -> Vec<Item<&'a str>> {
@@ -1255,14 +1348,23 @@ mod tests {
     }
 
     impl<'a> Builder<'a> {
+        /// Volumes, with the status of each live row.
         fn new(known: &[(&'a str, V<'a>)]) -> Self {
-            Builder { known: known.to_vec(), list: List::default() }
+            Builder { target: Target::Volume, known: known.to_vec(), list: List::default() }
+        }
+
+        /// Groups, with the status of each live row.
+        fn group(known: &[(&'a str, V<'a>)]) -> Self {
+            Builder { target: Target::Group, ..Builder::new(known) }
         }
 
         fn id(&mut self, id: &'a str) -> Id<&'a str> {
-            let current = self.known.iter().find(|(k, _)| *k == id).map(|(_, v)| {
-                self.list.statuses.push(*v);
-                self.list.statuses.len() as u32 - 1
+            let width = self.target.known_columns().len();
+            let current = self.known.iter().find(|(k, _)| *k == id).map(|&(_, status)| {
+                for (&c, &value) in self.target.known_columns().iter().zip(&row(self.target, None)) {
+                    self.list.known.push(if c == Column::Status { status } else { value });
+                }
+                (self.list.known.len() / width - 1) as u32
             });
             Id::Str { id, current }
         }
@@ -1489,7 +1591,8 @@ mod tests {
         // v1 is available already; v2 is in-use; v3 has no status; v4 is available.
         let input = Builder::new(&KNOWN).add("v1", &available).share("v2", 0).share("v3", 0).share("v4", 0).volumes();
         let p = plan(input, limits(100, 2)).unwrap();
-        assert_eq!(sets(&p.volumes), vec![(vec![(Column::Status, Some("available"))], vec!["v1", "v4"])]);
+        assert_eq!((p.volumes.count, p.volumes.unchanged), (2, 2));
+        assert_eq!(sets(&p.volumes), vec![]);
         assert_eq!(
             rows(&p.volumes),
             vec![(
@@ -1507,16 +1610,53 @@ mod tests {
             (None, vec!["c", "d"]),
         ]);
         // Groups have no previous_status.
-        let input = Builder::new(&[("g1", Some("available"))]).add("g1", &[("status", Some("error"))]).groups();
+        let input = Builder::group(&[("g1", Some("available"))]).add("g1", &[("status", Some("error"))]).groups();
         let p = plan(input, limits(100, 1)).unwrap();
         assert_eq!(sets(&p.groups), vec![(vec![(Column::Status, Some("error"))], vec!["g1"])]);
     }
 
     #[test]
-    fn empty_updates_are_checked_but_not_counted() {
+    fn values_equal_to_the_rows_are_not_written() {
+        let same = [("provider_id", Some(OLD)), ("replication_status", Some("enabled"))];
+        let input = Builder::new(&KNOWN)
+            .add("v1", &[("provider_id", Some(OLD)), ("status", Some("available"))])
+            .add("v2", &same)
+            .share("v3", 1)
+            .add("v4", &[("provider_id", Some(OLD)), ("replication_extended_status", Some(OLD))])
+            .volumes();
+        let p = plan(input, limits(100, 2)).unwrap();
+        // v1 and v4 change nothing; v2 and v3 only their replication status,
+        // as one set (the equal provider_id is left out of it).
+        assert_eq!((p.volumes.count, p.volumes.unchanged), (2, 2));
+        assert_eq!(sets(&p.volumes), vec![(vec![(Column::ReplicationStatus, Some("enabled"))], vec!["v2", "v3"])]);
+        assert_eq!(rows(&p.volumes), vec![]);
+        // Partly equal entries group with others that write the same values.
+        let input = Builder::new(&KNOWN)
+            .add("v1", &same)
+            .add("v2", &[("replication_status", Some("enabled"))])
+            .add("v3", &[("provider_id", Some("new")), ("replication_status", Some("enabled"))])
+            .volumes();
+        let p = plan(input, limits(100, 2)).unwrap();
+        assert_eq!(sets(&p.volumes), vec![(vec![(Column::ReplicationStatus, Some("enabled"))], vec!["v1", "v2"])]);
+        let both = vec![Column::ProviderId, Column::ReplicationStatus];
+        assert_eq!(rows(&p.volumes), vec![(both, vec!["v3"], vec![vec![Some("new")], vec![Some("enabled")]])]);
+        // An equal status writes no previous_status; None equals None.
+        let input = Builder::new(&KNOWN).add("v2", &[("status", Some("in-use")), ("provider_id", None)]).volumes();
+        let p = plan(input, limits(100, 1)).unwrap();
+        assert_eq!(sets(&p.volumes), vec![(vec![(Column::ProviderId, None)], vec!["v2"])]);
+        let input = Builder::group(&[("g1", None)]).add("g1", &[("status", None)]).groups();
+        // An invalid value is refused even when it equals the row's.
+        assert_eq!(one_problem(input), "group_updates[0]: invalid status None");
+        let input = Builder::group(&[("g1", Some("error"))]).add("g1", &[("status", Some("error"))]).groups();
+        let p = plan(input, limits(100, 1)).unwrap();
+        assert_eq!((p.groups.count, p.groups.unchanged, p.groups.sets.len()), (0, 1, 0));
+    }
+
+    #[test]
+    fn empty_updates_are_checked_and_count_as_unchanged() {
         let input = Builder::new(&KNOWN).add("v1", &[]).add("v2", &[("provider_id", Some("x"))]).volumes();
         let p = plan(input, limits(100, 2)).unwrap();
-        assert_eq!(p.volumes.count, 1);
+        assert_eq!((p.volumes.count, p.volumes.unchanged), (1, 1));
         assert_eq!(rows(&p.volumes)[0].1, vec!["v2"]);
         let input = Builder::new(&KNOWN).add("nope", &[]).volumes();
         assert_eq!(one_problem(input), "volume_updates[0]: volume 'nope' is not a live volume of this backend");
@@ -1639,7 +1779,10 @@ mod tests {
     #[test]
     fn hash_collisions_are_told_apart() {
         let c = Colliding;
-        let mut list = List { statuses: vec![Some(c("available")), Some(c("in-use"))], ..List::default() };
+        let mut list = List::default();
+        for status in ["error", "in-use"] {
+            list.known.extend(row(Target::Volume, Some(status)).into_iter().map(|v| v.map(c)));
+        }
         let on = list.dicts.push(pairs(vec![(Key::Str(c("replication_status")), Scalar::Str(c("enabled")))]));
         let off = list.dicts.push(pairs(vec![(Key::Str(c("replication_status")), Scalar::Str(c("disabled")))]));
         let status = list.dicts.push(pairs(vec![(Key::Str(c("status")), Scalar::Str(c("available")))]));
@@ -1655,7 +1798,8 @@ mod tests {
         let ids: Vec<Vec<&str>> = p.volumes.sets.iter().map(|s| ids_of(&s.members)).collect();
         assert_eq!(ids, vec![vec!["a", "c"], vec!["b", "d"]]);
         let ids: Vec<Vec<&str>> = p.volumes.rows.iter().map(|r| ids_of(&r.members)).collect();
-        assert_eq!(ids, vec![vec!["e"], vec!["f"]]);
+        // Their previous statuses differ: two rows, not a set.
+        assert_eq!(ids, vec![vec!["e", "f"]]);
 
         list.entries.push(entry("b", on, 0));
         let input = Input { service: Service::Null, volumes: Entries::List(list), groups: Entries::empty() };
@@ -1685,7 +1829,7 @@ mod tests {
         ]);
         let mut list = List::default();
         let updates = UpdatesRef::Dict(list.dicts.push(dict));
-        list.statuses.push(None);
+        list.known.extend(row(Target::Volume, None));
         list.entries.push(Entry::dict(Id::Str { id: "v1", current: Some(0) }, updates));
         let input = Input { service: Service::Null, volumes: Entries::List(list), groups: Entries::empty() };
         let allowed = "allowed: provider_auth, provider_id, provider_location, replication_driver_data, \
@@ -1707,7 +1851,7 @@ mod tests {
             ]
         );
         // Group statuses are Cinder's group statuses.
-        let input = Builder::new(&[("g", None)])
+        let input = Builder::group(&[("g", None)])
             .add("g", &[("status", Some("deleted")), ("replication_status", Some("enabled"))])
             .add("g", &[("status", Some("in use")), ("provider_id", Some("x"))])
             .groups();
@@ -1750,13 +1894,22 @@ mod tests {
 
     #[test]
     fn known_errors() {
+        let error = |target, id, problem| known_row_error(target, id, problem);
         assert_eq!(
-            known_status_error(Target::Volume, "v\n", Some("int")),
-            Error::ArgumentType("known_volumes['v\\x0a'] must be a string or None, got int".into())
+            error(Target::Volume, "v\n", KnownProblem::NotATuple("str")),
+            Error::ArgumentType("known_volumes['v\\x0a'] must be a tuple of 7 values, got str".into())
         );
         assert_eq!(
-            known_status_error(Target::Group, "g", None),
-            Error::ArgumentValue("known_groups['g'] is not valid UTF-8".into())
+            error(Target::Group, "g", KnownProblem::Length(3)),
+            Error::ArgumentType("known_groups['g'] must be a tuple of 2 values, got a tuple of 3".into())
+        );
+        assert_eq!(
+            error(Target::Volume, "v", KnownProblem::ValueType(6, "int")),
+            Error::ArgumentType("known_volumes['v'][6] must be a string or None, got int".into())
+        );
+        assert_eq!(
+            error(Target::Group, "g", KnownProblem::ValueNotUtf8(1)),
+            Error::ArgumentValue("known_groups['g'][1] is not valid UTF-8".into())
         );
         assert_eq!(known_not_a_dict(Target::Volume, "list").to_string(), "known_volumes: expected a dict, got list");
     }

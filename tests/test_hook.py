@@ -111,6 +111,55 @@ def test_without_a_service_update_the_status_is_not_the_drivers(db):
     assert entry["state"] == "unchanged" and json.loads(entry["after_json"])["set_by_driver"] == []
 
 
+def _count_volume_writes(db) -> None:
+    """A trigger that counts every UPDATE of a volume row into `volume_writes`, whether or
+    not it changes a value (test instrumentation on the test's own database)."""
+    statements = {
+        "sqlite": ["CREATE TRIGGER count_volume_writes AFTER UPDATE ON volumes"
+                   " BEGIN UPDATE volume_writes SET n = n + 1; END"],
+        "postgresql": ["CREATE FUNCTION count_volume_writes() RETURNS trigger LANGUAGE plpgsql AS"
+                       " $$ BEGIN UPDATE volume_writes SET n = n + 1; RETURN NULL; END $$",
+                       "CREATE TRIGGER count_volume_writes AFTER UPDATE ON volumes FOR EACH ROW"
+                       " EXECUTE FUNCTION count_volume_writes()"],
+        "mysql": ["CREATE TRIGGER count_volume_writes AFTER UPDATE ON volumes FOR EACH ROW"
+                  " UPDATE volume_writes SET n = n + 1"],
+    }[db.dialect.name]
+    with db.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE volume_writes (n INTEGER NOT NULL)"))
+        conn.execute(sa.text("INSERT INTO volume_writes (n) VALUES (0)"))
+        for statement in statements:
+            conn.execute(sa.text(statement))
+
+
+def _volume_writes(db) -> int:
+    with db.connect() as conn:
+        return conn.execute(sa.text("SELECT n FROM volume_writes")).scalar_one()
+
+
+def test_the_same_answer_again_writes_no_volume(db):
+    """A restart with an unchanged answer: the planner drops every value the rows hold
+    already, so no volume row is written (its updated_at untouched) and none is counted."""
+    sid, mine, _ = _backend(db)
+    _count_volume_writes(db)
+    first = update_host_replication(db, DistinctDriver(), host=HOST)
+    assert (first.outcome, first.volumes_updated, first.groups_updated) == ("done", len(mine), 6)
+    assert _volume_writes(db) >= len(mine), "the trigger counts the first run's writes"
+    stamp = datetime(2001, 2, 3, 4, 5, 6)
+    with db.begin() as conn:
+        conn.execute(sa.text("UPDATE volumes SET updated_at = :t"), {"t": stamp})
+        conn.execute(sa.text("UPDATE volume_writes SET n = 0"))
+    before = _volumes(db, mine)
+
+    again = update_host_replication(db, DistinctDriver(), host=HOST)
+
+    assert (again.outcome, again.volumes_updated, again.groups_updated) == ("done", 0, 0)
+    assert _volume_writes(db) == 0
+    after = _volumes(db, mine)
+    assert after == before
+    assert {str(v["updated_at"]) for v in after.values()} == {str(stamp)}  # SQLite reads text here
+    assert row(db, "services", sid)["replication_status"] == "enabled"
+
+
 def test_service_update_sets_status_and_backend(db):
     sid, mine, _ = _backend(db, n_volumes=3, n_groups=0)
     driver = AnswerDriver(lambda vols, groups: ({"replication_status": "failed-over", "active_backend_id": "backend-c"}, [], None))

@@ -89,12 +89,34 @@ good_volume_updates = st.fixed_dictionaries(
         "replication_driver_data": st.one_of(st.none(), st.text(max_size=3)),
     },
 )
-known_statuses = st.one_of(st.none(), st.sampled_from(["available", "in-use", "error"]))
-known_maps = st.one_of(
-    st.dictionaries(st.sampled_from(IDS), known_statuses, max_size=8),
-    # Rarely, a map our own caller got wrong.
-    st.dictionaries(st.sampled_from(IDS), st.one_of(known_statuses, st.sampled_from([3, "\ud800"])), max_size=3),
-)
+# Current values that the answers often repeat, so that equal values are common.
+known_values = st.one_of(st.none(), st.sampled_from(["available", "in-use", "error", "enabled", "p1", "l1", ""]))
+
+
+def known_maps(width: int) -> st.SearchStrategy:
+    rows = st.tuples(*[known_values] * width)
+    odd_rows = st.one_of(
+        rows, st.none(), st.text(max_size=2), st.lists(known_values, min_size=width, max_size=width),
+        st.tuples(*[known_values] * (width + 1)), st.tuples(*[st.one_of(known_values, st.sampled_from([3, "\ud800"]))] * width),
+    )
+    return st.one_of(
+        st.dictionaries(st.sampled_from(IDS), rows, max_size=8),
+        # Rarely, a map our own caller got wrong.
+        st.dictionaries(st.sampled_from(IDS), odd_rows, max_size=3),
+    )
+
+
+def current(status: str | None = None, **values: str | None) -> tuple[str | None, ...]:
+    """A volume's current values (VOLUME_KEYS order): None unless given."""
+    return tuple(status if key == "status" else values.get(key) for key in core.VOLUME_KEYS)
+
+
+def known(**statuses: str | None) -> dict[str, tuple[str | None, ...]]:
+    return {vid: current(status) for vid, status in statuses.items()}
+
+
+def known_groups(**statuses: str | None) -> dict[str, tuple[str | None, ...]]:
+    return {gid: (None, status) for gid, status in statuses.items()}
 not_a_list = st.one_of(st.none(), st.integers(), st.text(max_size=3), st.dictionaries(st.text(max_size=2), st.none()))
 
 
@@ -144,8 +166,8 @@ limits = st.one_of(st.integers(-3, 40), st.sampled_from([2**31, 2**63, 2**70, -(
     service=services,
     volumes=answer_lists("volume"),
     groups=st.one_of(st.none(), answer_lists("group")),
-    known_volumes=known_maps,
-    known_groups=known_maps,
+    known_volumes=known_maps(7),
+    known_groups=known_maps(2),
     max_params=limits,
     min_group=limits,
 )
@@ -157,14 +179,12 @@ def test_engines_agree_on_any_answer(service, volumes, groups, known_volumes, kn
 @given(
     volumes=well_formed("volume"),
     groups=well_formed("group"),
-    known_volumes=st.fixed_dictionaries(
-        {i: st.one_of(st.none(), st.sampled_from(["available", "in-use", "error"])) for i in IDS[:8]}
-    ),
+    known_volumes=st.fixed_dictionaries({i: st.tuples(*[known_values] * 7) for i in IDS[:8]}),
     max_params=st.integers(8, 14),
     min_group=st.integers(1, 4),
 )
 def test_engines_agree_on_plans(volumes, groups, known_volumes, max_params, min_group):
-    known_groups = dict.fromkeys(IDS[:8], "available")
+    known_groups = dict.fromkeys(IDS[:8], (None, "available"))
     service = {"replication_status": "enabled"}
     assert _agree(service, volumes, groups, known_volumes, known_groups, max_params, min_group)[0] == "ok"
 
@@ -175,7 +195,8 @@ def test_engines_agree_on_large_answers(seed, n, shared, min_group):
     import random
 
     rng = random.Random(seed)
-    known = {f"vol-{i}": rng.choice(["available", "in-use", None]) for i in range(n)}
+    rows = {f"vol-{i}": current(rng.choice(["available", "in-use", None]), replication_status=rng.choice(
+        ["enabled", "failed-over", None]), provider_id=str(rng.randrange(n // 3 + 1))) for i in range(n)}
     pool = [{"replication_status": rng.choice(["enabled", "failed-over"]), "status": "available"}
             for _ in range(shared)]
     answer = []
@@ -187,12 +208,12 @@ def test_engines_agree_on_large_answers(seed, n, shared, min_group):
             if rng.random() < 0.3:
                 updates["status"] = rng.choice(["available", "error"])
         answer.append({"volume_id": f"vol-{i}", "updates": updates})
-    _agree(None, answer, None, known, {}, rng.choice([8, 99, 999, 32766]), min_group)
+    _agree(None, answer, None, rows, {}, rng.choice([8, 99, 999, 32766]), min_group)
 
 
 # -------------------------------------------------- the plan, explicitly
 
-KNOWN = {"v1": "available", "v2": "in-use", "v3": None, "v4": "available"}
+KNOWN = known(v1="available", v2="in-use", v3=None, v4="available")
 
 
 def test_native_is_the_default_engine():
@@ -210,10 +231,17 @@ def test_a_plan(both_engines):
             {"volume_id": "v2", "updates": shared},
             {"volume_id": "v3", "updates": {"provider_location": "iqn.b:3", "provider_id": None}},
             {"volume_id": "v4", "updates": shared},
+            {"volume_id": "v5", "updates": shared},
         ],
         [{"group_id": "g1", "updates": {"status": "available"}}, {"group_id": "g2", "updates": {}}],
-        KNOWN,
-        {"g1": "error", "g2": "available"},
+        {
+            "v1": current("error"),
+            "v2": current("in-use"),
+            "v3": current(None, provider_id="p-old"),
+            "v4": current("error"),
+            "v5": current("available", replication_status="enabled"),  # holds the update already
+        },
+        known_groups(g1="error", g2="available"),
         8,
         2,
     )
@@ -222,7 +250,13 @@ def test_a_plan(both_engines):
             "service": {"replication_status": "failed-over", "active_backend_id": "site-b"},
             "volumes": {
                 "count": 4,
-                "sets": [{"values": {"replication_status": "enabled", "status": "available"}, "ids": ["v1", "v4"]}],
+                "unchanged": 1,
+                "sets": [
+                    {
+                        "values": {"previous_status": "error", "replication_status": "enabled", "status": "available"},
+                        "ids": ["v1", "v4"],
+                    }
+                ],
                 "rows": [
                     {
                         "columns": ["previous_status", "replication_status", "status"],
@@ -234,6 +268,7 @@ def test_a_plan(both_engines):
             },
             "groups": {
                 "count": 1,
+                "unchanged": 1,
                 "sets": [],
                 "rows": [{"columns": ["status"], "ids": ["g1"], "values": [["available"]]}],
             },
@@ -242,18 +277,18 @@ def test_a_plan(both_engines):
 
 
 def test_chunks_fit_the_parameter_limit(both_engines):
-    known = {f"v{i}": "available" for i in range(20)}
+    rows = {f"v{i}": current("available", provider_auth="a") for i in range(20)}
     shared = {"replication_status": "enabled", "provider_auth": None}
     distinct = [{"volume_id": f"v{i}", "updates": {"provider_id": f"p{i}"}} for i in range(10, 20)]
     plan = core.plan_updates(None, [{"volume_id": f"v{i}", "updates": shared} for i in range(10)] + distinct,
-                             None, known, {}, 9, 3)
+                             None, rows, {}, 9, 3)
     # Sets: 9 parameters - 2 values = 7 ids per chunk; rows: 9 // (1 column + 1 id) = 4 rows per chunk.
     assert [len(s["ids"]) for s in plan["volumes"]["sets"]] == [7, 3]
     assert [len(r["ids"]) for r in plan["volumes"]["rows"]] == [4, 4, 2]
     assert plan["volumes"]["rows"][2] == {"columns": ["provider_id"], "ids": ["v18", "v19"], "values": [["p18", "p19"]]}
     # Never fewer than one id per chunk.
     wide = dict.fromkeys(VOLUME_KEYS[1:6], "x") | {"replication_status": "enabled", "status": "error"}
-    plan = core.plan_updates(None, [vol("v1", **wide), vol("v2", **wide)], None, {"v1": None, "v2": None}, {}, 8, 1)
+    plan = core.plan_updates(None, [vol("v1", **wide), vol("v2", **wide)], None, known(v1=None, v2=None), {}, 8, 1)
     # 8 parameters - 8 values (with previous_status) = 0.
     assert [s["ids"] for s in plan["volumes"]["sets"]] == [["v1"], ["v2"]]
 
@@ -262,17 +297,18 @@ def test_previous_status_is_set_when_the_status_changes(both_engines):
     back = {"status": "available"}
     plan = core.plan_updates(None, [{"volume_id": v, "updates": back} for v in KNOWN], None, KNOWN, {}, 100, 1)
     assert plan["volumes"]["sets"] == [
-        {"values": {"status": "available"}, "ids": ["v1", "v4"]},
         {"values": {"previous_status": "in-use", "status": "available"}, "ids": ["v2"]},
         {"values": {"previous_status": None, "status": "available"}, "ids": ["v3"]},
     ]
+    # v1 and v4 are available already: nothing to write, no previous_status.
+    assert (plan["volumes"]["count"], plan["volumes"]["unchanged"]) == (2, 2)
 
 
 def test_the_plan_hands_back_the_drivers_strings(both_engines):
     status = "".join(["en", "abled"])
     vid = "".join(["v", "1"])
     plan = core.plan_updates(None, [{"volume_id": vid, "updates": {"replication_status": status}}], None,
-                             {"v1": None}, {}, 8, 1)
+                             known(v1=None), {}, 8, 1)
     chunk = plan["volumes"]["sets"][0]
     assert chunk["ids"][0] is vid
     assert chunk["values"]["replication_status"] is status
@@ -305,7 +341,7 @@ def _refusal(service: Any = None, volumes: Any = (), groups: Any = None, known_v
     with pytest.raises(DriverAnswerError) as err:
         core.plan_updates(service, list(volumes) if isinstance(volumes, tuple) else volumes, groups,
                           KNOWN if known_volumes is None else known_volumes,
-                          {"g1": "available"} if known_groups is None else known_groups, 100, 2)
+                          {"g1": (None, "available")} if known_groups is None else known_groups, 100, 2)
     if len(err.value.details) <= 50:
         assert err.value.message == REFUSED.format(len(err.value.details))
     return err.value.message, err.value.details
@@ -469,15 +505,92 @@ def test_limits(both_engines, args, error, message):
     assert core.plan_updates(None, [], None, {}, {}, 2**70, 2**70)["volumes"]["count"] == 0
 
 
-def test_known_maps_must_be_dicts_of_statuses(both_engines):
+def test_known_maps_must_be_dicts_of_current_values(both_engines):
     with pytest.raises(TypeError, match="^known_volumes: expected a dict, got list$"):
         core.plan_updates(None, [], None, [], {}, 8, 1)
     with pytest.raises(TypeError, match="^known_groups: expected a dict, got NoneType$"):
         core.plan_updates(None, [], None, {}, None, 8, 1)
-    with pytest.raises(TypeError, match=r"^known_volumes\['v1'\] must be a string or None, got int$"):
-        core.plan_updates(None, [vol("v1")], None, {"v1": 3}, {}, 8, 1)
-    with pytest.raises(ValueError, match=r"^known_groups\['g1'\] is not valid UTF-8$"):
-        core.plan_updates(None, [], [{"group_id": "g1", "updates": {}}], {}, {"g1": "\ud800"}, 8, 1)
+    with pytest.raises(TypeError, match=r"^known_volumes\['v1'\] must be a tuple of 7 values, got str$"):
+        core.plan_updates(None, [vol("v1")], None, {"v1": "available"}, {}, 8, 1)
+    with pytest.raises(TypeError, match=r"^known_volumes\['v1'\] must be a tuple of 7 values, got list$"):
+        core.plan_updates(None, [vol("v1")], None, {"v1": list(current())}, {}, 8, 1)
+    with pytest.raises(TypeError, match=r"^known_groups\['g1'\] must be a tuple of 2 values, got a tuple of 7$"):
+        core.plan_updates(None, [], [{"group_id": "g1", "updates": {}}], {}, {"g1": current()}, 8, 1)
+    with pytest.raises(TypeError, match=r"^known_volumes\['v1'\]\[6\] must be a string or None, got int$"):
+        core.plan_updates(None, [vol("v1")], None, {"v1": current(3)}, {}, 8, 1)
+    with pytest.raises(ValueError, match=r"^known_groups\['g1'\]\[1\] is not valid UTF-8$"):
+        core.plan_updates(None, [], [{"group_id": "g1", "updates": {}}], {}, {"g1": (None, "\ud800")}, 8, 1)
+    # Only the rows the answer names are read.
+    assert core.plan_updates(None, [], None, {"v1": 3}, {}, 8, 1)["volumes"]["count"] == 0
+
+
+def test_the_keys_of_the_current_values(both_engines):
+    assert core.VOLUME_KEYS == _native.VOLUME_KEYS == _reference.VOLUME_KEYS == tuple(VOLUME_KEYS)
+    assert core.GROUP_KEYS == _native.GROUP_KEYS == _reference.GROUP_KEYS == ("replication_status", "status")
+
+
+# ------------------------------------------------ what the rows hold already
+
+
+def test_values_equal_to_the_rows_are_not_written(both_engines):
+    rows = {
+        "v1": current("available", replication_status="enabled", provider_id="p1"),
+        "v2": current("available", replication_status="disabled", provider_id="p2"),
+        "v3": current("in-use", provider_location=None),
+        "v4": current("error", replication_status="enabled"),
+    }
+    answer = [
+        vol("v1", replication_status="enabled", provider_id="p1", status="available"),  # all equal
+        vol("v2", replication_status="enabled", provider_id="p2"),  # partly equal
+        vol("v3", provider_location=None, provider_id="p3", status="in-use"),  # partly equal, None == None
+        vol("v4", replication_status="enabled"),  # all equal
+    ]
+    plan = core.plan_updates(None, answer, None, rows, {}, 100, 1)
+    assert plan["volumes"] == {
+        "count": 2,
+        "unchanged": 2,
+        "sets": [
+            {"values": {"replication_status": "enabled"}, "ids": ["v2"]},
+            {"values": {"provider_id": "p3"}, "ids": ["v3"]},
+        ],
+        "rows": [],
+    }
+
+
+def test_partly_equal_entries_group_by_what_they_write(both_engines):
+    # One shared dict; what each volume needs of it differs with what it holds.
+    shared = {"replication_status": "enabled", "replication_extended_status": "ok"}
+    rows = {f"v{i}": current("available", replication_status="enabled" if i % 2 else "error") for i in range(6)}
+    rows["v5"] = current("available", replication_status="enabled", replication_extended_status="ok")
+    plan = core.plan_updates(None, [vol(v, **shared) for v in rows], None, rows, {}, 100, 2)
+    assert plan["volumes"]["unchanged"] == 1
+    assert plan["volumes"]["count"] == 5
+    assert plan["volumes"]["sets"] == [
+        {"values": {"replication_extended_status": "ok", "replication_status": "enabled"}, "ids": ["v0", "v2", "v4"]},
+        {"values": {"replication_extended_status": "ok"}, "ids": ["v1", "v3"]},
+    ]
+
+
+def test_an_equal_status_writes_no_previous_status(both_engines):
+    rows = known(v1="error", v2="available")
+    answer = [vol("v1", status="error", provider_id="p"), vol("v2", status="error", provider_id="p")]
+    plan = core.plan_updates(None, answer, None, rows, {}, 100, 1)
+    assert plan["volumes"]["sets"] == [
+        {"values": {"provider_id": "p"}, "ids": ["v1"]},
+        {"values": {"previous_status": "available", "provider_id": "p", "status": "error"}, "ids": ["v2"]},
+    ]
+    groups = core.plan_updates(None, [], [{"group_id": "g1", "updates": {"status": "error"}}], {},
+                               known_groups(g1="error"), 100, 1)["groups"]
+    assert (groups["count"], groups["unchanged"], groups["sets"], groups["rows"]) == (0, 1, [], [])
+
+
+def test_equal_values_are_still_checked(both_engines):
+    # The row holds what the contract refuses: an answer repeating it is refused all the same.
+    rows = {"v1": current(None, replication_status="updating")}
+    assert _problems(volumes=[vol("v1", replication_status="updating", status=None)], known_volumes=rows) == [
+        "volume_updates[0]: invalid replication_status 'updating'",
+        "volume_updates[0]: invalid status None",
+    ]
 
 
 # ------------------------------------------------------------ the GIL
@@ -487,7 +600,7 @@ def test_native_planning_releases_the_gil():
     """Another thread runs while a large plan is made: with a long switch
     interval, it can only run if the native code lets go of the GIL."""
     n = 100_000
-    known = {f"volume-{i:08d}": "available" for i in range(n)}
+    known = {f"volume-{i:08d}": current("available") for i in range(n)}
     answer = [{"volume_id": v, "updates": {"provider_id": v, "replication_status": "enabled"}} for v in known]
     ticks = [0]
     stop = threading.Event()

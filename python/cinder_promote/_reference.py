@@ -151,6 +151,8 @@ class _Rules:
         self.widths = widths
         self.choices = choices
         self.allowed = ", ".join(sorted(widths))
+        # The order of the caller's tuples of current values: the columns' order here.
+        self.position = {key: k for k, key in enumerate(widths)}
 
 
 _SERVICE = _Rules(
@@ -173,6 +175,10 @@ _GROUP = _Rules(
     {"replication_status": 255, "status": 255},
     {"replication_status": DRIVER_REPLICATION_STATUSES, "status": GROUP_STATUSES},
 )
+
+# The order of the current values in `known_volumes` / `known_groups`.
+VOLUME_KEYS: tuple[str, ...] = tuple(_VOLUME.widths)
+GROUP_KEYS: tuple[str, ...] = tuple(_GROUP.widths)
 
 _MISSING = object()
 
@@ -223,21 +229,28 @@ def _check_service(service_update: object, problems: list[str]) -> dict[str, str
     return dict(service_update)
 
 
-def _current_status(known: dict, name: str, ident: str) -> object:
-    """The status of a live row in the caller's map, or _MISSING."""
-    status = known.get(ident, _MISSING)
-    if status is _MISSING or status is None:
-        return status
-    if not isinstance(status, str):
-        raise TypeError(f"{name}[{_quote(ident)}] must be a string or None, got {_type_name(status)}")
-    if not _is_utf8(status):
-        raise ValueError(f"{name}[{_quote(ident)}] is not valid UTF-8")
-    return status
+def _current_values(known: dict, name: str, ident: str, width: int) -> object:
+    """The current values of a live row in the caller's map (a tuple of `width`
+    strings or None, in the order of VOLUME_KEYS / GROUP_KEYS), or _MISSING."""
+    current = known.get(ident, _MISSING)
+    if current is _MISSING:
+        return current
+    at = f"{name}[{_quote(ident)}]"
+    if not isinstance(current, tuple):
+        raise TypeError(f"{at} must be a tuple of {width} values, got {_type_name(current)}")
+    if len(current) != width:
+        raise TypeError(f"{at} must be a tuple of {width} values, got a tuple of {len(current)}")
+    for k, value in enumerate(current):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{at}[{k}] must be a string or None, got {_type_name(value)}")
+        if value is not None and not _is_utf8(value):
+            raise ValueError(f"{at}[{k}] is not valid UTF-8")
+    return current
 
 
 def _check_entries(kind: str, answer: object, known: dict, problems: list[str]) -> list[tuple[str, object, dict]]:
-    """Check a driver's list of updates; return (id, current status, updates)
-    of the entries that passed and have something to write."""
+    """Check a driver's list of updates; return (id, current values, updates)
+    of the entries that passed."""
     name, id_key, rules = f"{kind}_updates", f"{kind}_id", _VOLUME if kind == "volume" else _GROUP
     if not isinstance(answer, (list, tuple)):
         problems.append(f"{name}: expected a list, got {_type_name(answer)}")
@@ -270,7 +283,7 @@ def _check_entries(kind: str, answer: object, known: dict, problems: list[str]) 
             problems.append(f"{at}: {id_key} is not valid UTF-8")
         else:
             valid_id = True
-            current = _current_status(known, f"known_{kind}s", ident)
+            current = _current_values(known, f"known_{kind}s", ident, len(rules.widths))
         if not isinstance(updates, dict):
             problems.append(f"{at}: updates must be a dict, got {_type_name(updates)}")
         if valid_id:
@@ -284,18 +297,25 @@ def _check_entries(kind: str, answer: object, known: dict, problems: list[str]) 
                 problem = _pair_problem(rules, key, value)
                 if problem:
                     problems.append(f"{at}: {problem}")
-            if len(problems) == before and updates:
+            if len(problems) == before:
                 accepted.append((ident, current, updates))
     return accepted
 
 
-def _plan_kind(kind: str, accepted: list[tuple[str, object, dict]], max_params: int, min_group: int) -> dict[str, Any]:
-    # The final values of each entry, as sorted (column, value) pairs.
+def _plan_kind(kind: str, accepted: list[tuple[str, Any, dict]], max_params: int, min_group: int) -> dict[str, Any]:
+    # The final values of each entry, as sorted (column, value) pairs: what
+    # differs from the row's current values (an equal value is not written).
+    position = (_VOLUME if kind == "volume" else _GROUP).position
     finals = []
+    unchanged = 0
     for ident, current, updates in accepted:
-        if kind == "volume" and "status" in updates and updates["status"] != current:
-            updates = {**updates, "previous_status": current}
-        finals.append((ident, tuple(sorted(updates.items()))))
+        changes = {key: value for key, value in updates.items() if value != current[position[key]]}
+        if not changes:
+            unchanged += 1
+            continue
+        if kind == "volume" and "status" in changes:
+            changes["previous_status"] = current[position["status"]]
+        finals.append((ident, tuple(sorted(changes.items()))))
     members: dict[tuple, list[str]] = {}
     for ident, values in finals:
         members.setdefault(values, []).append(ident)
@@ -323,7 +343,7 @@ def _plan_kind(kind: str, accepted: list[tuple[str, object, dict]], max_params: 
                     "values": [[values[c][1] for _, values in chunk] for c in range(len(columns))],
                 }
             )
-    return {"count": len(finals), "sets": sets, "rows": rows}
+    return {"count": len(finals), "unchanged": unchanged, "sets": sets, "rows": rows}
 
 
 def _limit(name: str, value: int, minimum: int) -> int:
@@ -336,19 +356,23 @@ def plan_updates(
     service_update: object,
     volume_updates: object,
     group_updates: object,
-    known_volumes: dict[str, str | None],
-    known_groups: dict[str, str | None],
+    known_volumes: dict[str, tuple[str | None, ...]],
+    known_groups: dict[str, tuple[str | None, ...]],
     max_params: int,
     min_group: int,
 ) -> dict[str, Any]:
     """Check a driver's answer to `update_host_replication` and plan its writes.
 
     `known_volumes` and `known_groups` map the id of every live row of the
-    backend to its status. Every problem is collected; any problem refuses the
-    whole answer with DriverAnswerError. The plan: the service's columns, and
-    per kind the number of rows to write, set-based chunks of identical
-    updates (`values`, `ids`) and column-wise chunks of the others
-    (`columns`, `ids`, `values`), each within `max_params` bind parameters.
+    backend to its current values of VOLUME_KEYS / GROUP_KEYS, as a tuple in
+    that order. Every problem is collected; any problem refuses the whole
+    answer with DriverAnswerError. A value equal to the row's current one is
+    not written; an entry left with nothing to write counts as `unchanged`.
+    The plan: the service's columns, and per kind the number of rows to write
+    (`count`), of entries that change nothing (`unchanged`), set-based chunks
+    of identical updates (`values`, `ids`) and column-wise chunks of the
+    others (`columns`, `ids`, `values`), each within `max_params` bind
+    parameters.
     """
     max_params, min_group = operator.index(max_params), operator.index(min_group)
     _limit("max_params", max_params, MIN_MAX_PARAMS)

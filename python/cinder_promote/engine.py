@@ -55,17 +55,20 @@ def plan_updates(
     service_update: object,
     volume_updates: object,
     group_updates: object,
-    known_volumes: dict[str, str | None],
-    known_groups: dict[str, str | None],
+    known_volumes: dict[str, tuple[str | None, ...]],
+    known_groups: dict[str, tuple[str | None, ...]],
     max_params: int,
     min_group: int,
 ) -> dict[str, Any]:
     """Check a driver's answer to `update_host_replication` and plan its writes.
 
     The three driver values are taken as the driver returned them (any type);
-    `known_volumes` / `known_groups` map every live id of the backend to its
-    status; `max_params` is the database's bind-parameter limit (>= 8) and
-    `min_group` the smallest number of identical updates written set-based.
+    `known_volumes` / `known_groups` map every live id of the backend to a
+    tuple of its current values of VOLUME_KEYS / GROUP_KEYS, in that order
+    (a value equal to the current one is not written; an entry that changes
+    nothing counts in the plan's `unchanged`); `max_params` is the database's
+    bind-parameter limit (>= 8) and `min_group` the smallest number of
+    identical updates written set-based.
     Raises DriverAnswerError naming every problem (the first 50) when the
     answer breaks the contract. See `_reference.plan_updates` for the plan.
     """
@@ -76,3 +79,6 @@ def plan_updates(
 
 REPLICATION_STATUSES: tuple[str, ...] = tuple(_reference.REPLICATION_STATUSES)
 FENCE_STATUS: str = _reference.FENCE_STATUS
+# The columns whose current values `known_volumes` / `known_groups` hold, in their order.
+VOLUME_KEYS: tuple[str, ...] = _reference.VOLUME_KEYS
+GROUP_KEYS: tuple[str, ...] = _reference.GROUP_KEYS
