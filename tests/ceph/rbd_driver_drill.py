@@ -229,7 +229,13 @@ for update in volume_updates:
 t = time.monotonic()
 report["c_caught_up_s"] = wait_for_copy(C_CONF, [v.name for v in replicated], sums)
 phase("replicated_to_c", t)
-report["c_state"] = {v.name: mirror_state(C_CONF, v.name) for v in replicated}
+# rbd-mirror publishes an image's status some seconds after it starts replaying it.
+deadline = time.monotonic() + 90
+while True:
+    report["c_state"] = {v.name: mirror_state(C_CONF, v.name) for v in replicated}
+    if all("replaying" in state for _, state in report["c_state"].values()) or time.monotonic() > deadline:
+        break
+    time.sleep(2)
 cluster, ioctx = open_pool(C_CONF)
 report["c_peers"] = [(p["site_name"], p["direction"]) for p in rbd.RBD().mirror_peer_list(ioctx)]
 ioctx.close()
