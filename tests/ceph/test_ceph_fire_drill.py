@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from support.ceph_rig import CEPH_SCRIPT, REPO_ROOT, Rig
+from support.ceph_rig import CEPH_SCRIPT, REPO_ROOT, Rig, ceph_rig, ceph_venv  # noqa: F401 (fixtures)
 
 sys.path.insert(0, str(REPO_ROOT / "tests" / "e2e"))
 from deployment import Deployment  # noqa: E402
@@ -36,7 +36,7 @@ CHAPTER = "## Promoting a Ceph RBD backend"
 HOST = "cinder-1@ceph"
 DATA = Path(__file__).with_name("rbd_data.py")
 
-pytestmark = pytest.mark.timeout(1800)
+pytestmark = [pytest.mark.ceph, pytest.mark.timeout(1800)]
 
 
 @dataclass

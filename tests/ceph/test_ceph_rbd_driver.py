@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from support.ceph_rig import CEPH_SCRIPT, Rig
+from support.ceph_rig import CEPH_SCRIPT, Rig, ceph_rig, ceph_venv  # noqa: F401 (fixtures)
 
 DRILL = Path(__file__).with_name("rbd_driver_drill.py")
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.ceph, pytest.mark.timeout(900)]
 
 
 def test_rbd_driver_promotes_b_to_replicate_to_c(ceph_venv: Path, ceph_rig: Rig) -> None:
