@@ -24,8 +24,10 @@ venv:
 
 # `pip install .` from the checkout: builds the Rust module with maturin and
 # installs the package with its console script.
+# Not quiet: the first build takes minutes, and pip's own lines show it working.
 install: venv
-	$(PIP) install -q ".[test]"
+	@echo "installing cinder-promote into $(VENV): the first time builds the Rust core with maturin (2-3 minutes)"
+	$(PIP) install --progress-bar on ".[test]"
 
 system-deps:
 	scripts/install-system-deps

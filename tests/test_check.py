@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -17,14 +21,21 @@ from cinder_promote.models import utcnow
 CLEAN = {"replication_status": "enabled", "active_backend_id": None}
 
 
-def _fence(db, host, *, holder, seconds):
+def _fence(db, host, *, holder, seconds, state="running", status="updating", error=None):
     journal_sql.ensure_table(db)
     now = utcnow()
     with db.begin() as conn:
-        conn.execute(sa.text("UPDATE services SET replication_status = 'updating' WHERE host = :h"), {"h": host})
+        conn.execute(sa.text("UPDATE services SET replication_status = :s WHERE host = :h"), {"h": host, "s": status})
         journal_sql.insert(conn, now=now, operation="update-host-replication", target_kind="service", target=host,
-                           state="running", holder=holder, lease_expires_at=now + timedelta(seconds=seconds),
-                           status_before="enabled")
+                           state=state, holder=holder, lease_expires_at=now + timedelta(seconds=seconds),
+                           status_before="enabled", before={"replication_status": "enabled", "active_backend_id": None},
+                           error=error)
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
 
 
 def _clean(db):
@@ -43,6 +54,9 @@ SEEDS = {
     check.STALE_FENCE: lambda db: _fence(db, "node-a@be", holder="gone:1", seconds=-10),
     check.UP_WHILE_PROMOTING: lambda db: (running_service(db, "node-u@be", **CLEAN),
                                           _fence(db, "node-u@be", holder="admin-box:77", seconds=300)),
+    check.FENCED: lambda db: _fence(db, "node-a@be", holder="admin-box:77", seconds=300),
+    check.HOOK_FAILED: lambda db: _fence(db, "node-a@be", holder="admin-box:77", seconds=300, state="failed",
+                                         status="error", error="interrupted by SIGTERM"),
     check.LOST_BUT_REPLICATING: lambda db: _add(db, seed.add_volumes, seed.volume_row(
         "node-a@be#p", status="error", replication_status="enabled")),
 }
@@ -83,6 +97,59 @@ def test_each_finding(cli, db, cinder_url, code):
         assert finding["command"] == "cinder-promote reset-active-backend --cluster gold@be --replication-status enabled"
     table = cli("--db-url", cinder_url, "check")
     assert table.exit_code == 1 and code in table.stdout
+
+
+@pytest.mark.parametrize("holder, seconds, refused, code", [
+    ("admin-box:77", 300, True, check.FENCED),  # another host's live lease
+    ("here:self", 300, True, check.FENCED),  # a live process of this host
+    ("here:dead", 300, False, check.STALE_FENCE),  # a dead process of this host: stale at once
+    ("admin-box:77", -10, False, check.STALE_FENCE),  # an expired lease
+])
+def test_check_and_reset_agree_about_fences(cli, db, cinder_url, holder, seconds, refused, code):
+    """Whenever reset refuses because of a fence, check names it; a stale fence's command clears it."""
+    _clean(db)
+    with db.begin() as conn:  # ready for a reset: stopped, disabled, frozen
+        conn.execute(sa.text("UPDATE services SET disabled = :t, frozen = :t WHERE host = 'node-a@be'"), {"t": True})
+    pid = {"self": os.getpid(), "dead": _dead_pid()}
+    name, _, which = holder.rpartition(":")
+    if name == "here":
+        holder = f"{socket.gethostname()}:{pid[which]}"
+    _fence(db, "node-a@be", holder=holder, seconds=seconds)
+    result, codes = _codes(cli, cinder_url)
+    assert codes == [code], result.stdout
+    [finding] = json.loads(result.stdout)["findings"]
+    assert "node-a@be" in finding["message"] and holder in finding["message"]
+    if code == check.FENCED:
+        alive = f"process {pid['self']} of this host, is running" if name == "here" else "runs on admin-box"
+        assert alive in finding["message"]
+    reset = cli("--db-url", cinder_url, "reset-active-backend", "--backend-host", "node-a@be",
+                "--replication-status", "enabled")
+    assert (reset.exit_code == 1) is refused, reset.stderr
+    if refused:
+        assert "fenced by the startup hook" in reset.stderr
+    else:
+        assert finding["command"].startswith(
+            "cinder-promote reset-active-backend --backend-host node-a@be --replication-status enabled")
+        assert _codes(cli, cinder_url)[1] == []
+
+
+def test_after_an_undo_check_suggests_a_command_that_changes_something(cli, db, cinder_url):
+    """The hook ran after the reset; the reset was undone: a new hook run would change nothing, undoing the undo does."""
+    stopped_service(db, "node-a@be")
+    with db.begin() as conn:
+        seed.add_volumes(conn, [seed.volume_row("node-a@be#p", replication_status="failed-over") for _ in range(3)])
+    url = ("--db-url", cinder_url)
+    assert cli(*url, "reset-active-backend", "--backend-host", "node-a@be", "--enable-replication").exit_code == 0
+    hook = cli(*url, "update-host-replication", "--backend-host", "node-a@be",
+               "--driver", "cinder_promote.drivers.reference:ReferenceDriver", "--quiet")
+    assert hook.exit_code == 0, hook.stderr
+    assert cli(*url, "undo", "1").exit_code == 0
+    result, codes = _codes(cli, cinder_url)
+    assert codes == [check.VOLUMES_CONTRADICT]
+    command = json.loads(result.stdout)["findings"][0]["command"]
+    assert command.startswith("cinder-promote undo 3 ")
+    assert cli(*url, *command.split(" (")[0].split()[1:]).exit_code == 0
+    assert _codes(cli, cinder_url)[1] == []
 
 
 def test_lost_volumes_are_reported_per_cluster_and_named(cli, db, cinder_url):

@@ -31,11 +31,27 @@ def test_config_dir_is_read_after_files(tmp_path):
     assert load([a], str(d)).db_url == "sqlite:///dir.db"
 
 
-def test_overrides(tmp_path, monkeypatch):
+def test_which_database_first_match_wins(tmp_path, monkeypatch):
+    """--db-url > the config named on the command line > CINDER_PROMOTE_DB_URL > oslo.config's search."""
     a = write(tmp_path / "a.conf", "[database]\nconnection = sqlite:///a.db\n")
+    d = tmp_path / "conf.d"
+    d.mkdir()
+    write(d / "db.conf", "[database]\nconnection = sqlite:///dir.db\n")
     monkeypatch.setenv("CINDER_PROMOTE_DB_URL", "sqlite:///env.db")
-    assert load([a]).db_url == "sqlite:///env.db"
-    assert load([a], db_url="sqlite:///flag.db").db_url == "sqlite:///flag.db"
+    monkeypatch.chdir(tmp_path)  # no cinder.conf for oslo.config's search to find here
+    assert (load([a], db_url="sqlite:///flag.db").db_url, load([a], db_url="sqlite:///flag.db").db_source) == (
+        "sqlite:///flag.db", "--db-url")
+    # An exported variable must not beat the configuration the operator names now.
+    assert load([a]).db_url == "sqlite:///a.db" and load([a]).db_source == f"[database] connection of {a}"
+    assert load([], str(d)).db_url == "sqlite:///dir.db"
+    assert (load().db_url, load().db_source) == ("sqlite:///env.db", "CINDER_PROMOTE_DB_URL")
+
+
+def test_named_config_without_connection_is_not_replaced_by_the_variable(tmp_path, monkeypatch):
+    a = write(tmp_path / "a.conf", "[DEFAULT]\nservice_down_time = 30\n")
+    monkeypatch.setenv("CINDER_PROMOTE_DB_URL", "sqlite:///env.db")
+    with pytest.raises(ConfigError, match="no database configured"):
+        load([a]).require_db_url()
 
 
 def test_defaults(tmp_path):

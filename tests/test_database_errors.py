@@ -18,7 +18,8 @@ def _closed_port() -> int:
 
 
 def _one_line_error(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    """The one error line; the line before it names the database that was tried."""
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("database: ")]
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
     return lines[0]

@@ -48,7 +48,7 @@ def test_undo_after_concurrent_change_is_refused(cli, db, cinder_url):
     before = snapshot(db)
     result = cli("--db-url", cinder_url, "undo", str(jid))
     assert result.exit_code == 1
-    assert "1 row(s) changed since; nothing was written" in result.stderr and "'error'" in result.stderr
+    assert "1 row(s) changed since; nothing was written" in result.stderr and "replication_status=error" in result.stderr
     assert snapshot(db) == before
 
 
@@ -67,7 +67,7 @@ def test_undo_refusals(cli, db, cinder_url):
 def test_history_lists_entries(cli, db, cinder_url):
     stopped_service(db, "node-b@be")
     empty = cli("--db-url", cinder_url, "history", "--format", "json")
-    assert empty.exit_code == 0 and json.loads(empty.stdout) == {"entries": []}
+    assert empty.exit_code == 0 and json.loads(empty.stdout)["entries"] == []
     _reset(cli, cinder_url, "--backend-host", "node-b@be", "--enable-replication")
     result = cli("--db-url", cinder_url, "history", "--format", "json")
     [entry] = json.loads(result.stdout)["entries"]

@@ -2,8 +2,13 @@
 
 `--config-file` (repeatable, later wins) and `--config-dir` keep oslo.config's
 semantics, including its default search for cinder.conf (which finds
-/etc/cinder/cinder.conf when present). `--db-url` or `CINDER_PROMOTE_DB_URL`
-override `[database] connection`.
+/etc/cinder/cinder.conf when present).
+
+Which database, first match wins: `--db-url`; then `[database] connection` of
+the `--config-file`/`--config-dir` given on the command line; then the
+environment's `CINDER_PROMOTE_DB_URL`; then the cinder.conf that oslo.config's
+default search finds. A configuration named on the command line is what the
+operator means now, so it beats a variable exported earlier.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ class Settings:
     db_url: str | None
     service_down_time: int
     config_files: tuple[str, ...]
+    db_source: str = ""  # where db_url came from, for the operator: "--db-url", "CINDER_PROMOTE_DB_URL", a file
 
     def require_db_url(self) -> str:
         if not self.db_url:
@@ -65,9 +71,13 @@ def load(config_files: list[str] | None = None, config_dir: str | None = None, d
         raise ConfigError(f"cannot read configuration: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read configuration file {exc.filename}: {exc.strerror}") from None
-    override = db_url or os.environ.get(DB_URL_ENV)
-    return Settings(
-        db_url=override or connection,
-        service_down_time=int(down_time),
-        config_files=tuple(conf.config_file or ()),
-    )
+    files = tuple(conf.config_file or ())
+    from_files = f"[database] connection of {', '.join(files + ((config_dir,) if config_dir else ()))}"
+    env_url = os.environ.get(DB_URL_ENV)
+    if db_url:
+        url, source = db_url, "--db-url"
+    elif config_files or config_dir or not env_url:
+        url, source = connection, from_files
+    else:
+        url, source = env_url, DB_URL_ENV
+    return Settings(db_url=url, service_down_time=int(down_time), config_files=files, db_source=source)

@@ -10,12 +10,14 @@ be promoted. A second, healthy backend keeps running beside them.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
 
 from .db import seed
+from .errors import Refused, UsageError
 from .models import utcnow
 
 STANDALONE = "cinder-1@replicated"
@@ -34,11 +36,64 @@ class DemoDatabase:
     groups: int
 
 
+# SQLite's header field `application_id` (offset 68), set on every demo database:
+# "CPDM". Only a file carrying it is ever replaced.
+DEMO_APPLICATION_ID = 0x4350444D
+_HEADER = b"SQLite format 3\x00"
+
+
+def is_demo_database(path: str) -> bool:
+    """Whether `path` is a demo database that cinder-promote created (its header says so)."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(72)
+    except OSError:
+        return False
+    return header.startswith(_HEADER) and len(header) == 72 and int.from_bytes(header[68:72], "big") == DEMO_APPLICATION_ID
+
+
+def check_demo_path(path: str) -> None:
+    """Refuse a path the demo may not write: only its own earlier database is ever replaced."""
+    shown = os.path.abspath(path)
+    if os.path.isdir(path):
+        raise UsageError(f"--db-path {shown} is a directory: give the path of a file to create")
+    folder = os.path.dirname(shown)
+    if not os.path.isdir(folder):
+        raise UsageError(f"--db-path {shown}: the directory {folder} does not exist")
+    if os.path.lexists(path) and not is_demo_database(path):
+        raise Refused(f"refused to replace {shown}: it exists and is not a demo database created by cinder-promote;"
+                      " it was left untouched (give another --db-path, or remove it yourself)")
+
+
+HEARTBEAT_S = 10  # Cinder's report_interval
+
+
+def keep_running(path: str, *, stop: Callable[[float], bool]) -> None:
+    """Keep the demo's running service up, as its cinder-volume would: a fresh heartbeat every HEARTBEAT_S seconds.
+
+    Only on a demo database (the tool itself never writes a heartbeat of a real
+    Cinder). Runs until `stop(seconds)` (a wait) returns True.
+    """
+    if not is_demo_database(path):
+        raise Refused(f"refused to write heartbeats to {os.path.abspath(path)}: it is not a demo database created"
+                      " by cinder-promote demo; nothing was written")
+    engine = sa.create_engine(f"sqlite:///{os.path.abspath(path)}")
+    try:
+        while True:
+            with engine.begin() as conn:
+                seed.heartbeat(conn, HEALTHY, utcnow())
+            if stop(HEARTBEAT_S):
+                return
+    finally:
+        engine.dispose()
+
+
 def build(path: str, *, volumes: int = 3000, groups: int = 300) -> DemoDatabase:
-    """Create (or replace) the demo database at `path` and seed the disaster."""
-    if os.path.exists(path):
+    """Create the demo database at `path` (replacing only an earlier demo database) and seed the disaster."""
+    check_demo_path(path)
+    if os.path.lexists(path):
         os.remove(path)
-    seed.create_cinder_sqlite(path)
+    seed.create_cinder_sqlite(path, application_id=DEMO_APPLICATION_ID)
     url = f"sqlite:///{os.path.abspath(path)}"
     n_vol, n_grp = seed_disaster(url, volumes=volumes, groups=groups)
     return DemoDatabase(path=path, url=url, volumes=n_vol, groups=n_grp)

@@ -6,10 +6,16 @@ and its exit code (SPEC section 4); nothing else decides exit codes.
 
 from __future__ import annotations
 
+import signal
+
 EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
+# A bug: an exception that is none of ours (sysexits' EX_SOFTWARE), so that 1 keeps meaning "refused".
+EXIT_BUG = 70
+# Killed by a signal, the Unix convention: 128 + the signal's number (130 SIGINT, 143 SIGTERM).
+EXIT_SIGNAL_BASE = 128
 
 
 class CinderPromoteError(Exception):
@@ -74,3 +80,22 @@ class HookFailed(CinderPromoteError):
 
 class ConcurrentChange(Refused):
     """A row changed between our read and our compare-and-swap write (exit 1)."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived while a command ran (exit 128 + signal).
+
+    A BaseException, like KeyboardInterrupt, so that a driver's `except
+    Exception` does not swallow it: it unwinds every transaction (rollback)
+    and the hook's failure path (the fence released to `error`).
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.signal_name = signal.Signals(signum).name
+        self.message = f"interrupted by {self.signal_name}"
+        self.exit_code = EXIT_SIGNAL_BASE + signum
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message

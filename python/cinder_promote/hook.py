@@ -34,7 +34,8 @@ from sqlalchemy.engine import Engine
 from . import engine as core
 from .db import bulk, journal, queries
 from .db.connect import database_message, is_database_error, lost_race, retry_lost_races
-from .errors import CinderPromoteError, ConcurrentChange, DatabaseUnavailable, DriverAnswerError, HookFailed
+from .errors import (CinderPromoteError, ConcurrentChange, DatabaseUnavailable, DriverAnswerError, HookFailed,
+                     Interrupted)
 from .fence import OPERATION, Busy, Lease, LeaseKeeper, acquire, wait_until_released
 from .models import utcnow
 from .target import Target, resolve
@@ -350,7 +351,7 @@ def _apply(engine: Engine, plan: dict[str, Any], lease: Lease, target: Target, s
 
 def _release_on_failure(engine: Engine, lease: Lease, exc: BaseException) -> bool:
     """Release the fence to `error` and journal why, if the fence is still ours; True when released."""
-    reason = exc.message if isinstance(exc, CinderPromoteError) else f"{type(exc).__name__}: {exc}"
+    reason = exc.message if isinstance(exc, (CinderPromoteError, Interrupted)) else f"{type(exc).__name__}: {exc}"
     if isinstance(exc, CinderPromoteError) and exc.details:
         reason += "\n" + "\n".join(exc.details)
 

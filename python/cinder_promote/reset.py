@@ -20,7 +20,7 @@ from . import engine as core
 from .db import journal, queries
 from .db.connect import lost_race, retry_lost_races
 from .errors import ConcurrentChange, InvalidValue, Refused, UsageError
-from .fence import Fence, fence_on
+from .fence import Fence, fence_on, holder_is_dead
 from .models import ClusterRow, ServiceRow, utcnow
 from .target import Target, check_selector, resolve, running_services
 
@@ -96,6 +96,8 @@ class ResetResult:
             "operation": self.operation,
             "dry_run": self.dry_run,
             "changed": self.changed,
+            # What the command writes (or, with --dry-run, would write): "changed" alone is always false on a dry run.
+            "would_change": any(r.changed for r in self.rows),
             "journal_id": self.journal_id,
             "rows": [r.to_json() for r in self.rows],
         }
@@ -150,8 +152,9 @@ def failed_preconditions(target: Target, fence: Fence | None, now: datetime, ser
             problems.append(f"service {s.host!r} (id {s.id}) is not disabled: cinder service-disable {s.host} cinder-volume")
         if not s.frozen:
             problems.append(f"service {s.host!r} (id {s.id}) is not frozen: cinder freeze-host {s.host}")
-    if fence is not None and fence.live:
-        problems.append(f"{target.label} is fenced by the startup hook: {fence.describe()}")
+    if fence is not None and fence.live and not holder_is_dead(fence.holder):
+        problems.append(f"{target.label} is fenced by the startup hook: {fence.describe()}; cinder-promote check"
+                        " says whether its holder is alive and what clears it")
     return problems
 
 

@@ -23,6 +23,11 @@ OPERATION = "undo"
 UNDOABLE = (RESET, OPERATION)
 
 
+def _values(values: dict[str, Any]) -> str:
+    """Column values as an operator reads them: `replication_status=enabled, active_backend_id=NULL`."""
+    return ", ".join(f"{k}={'NULL' if v is None else v}" for k, v in values.items())
+
+
 def undo(engine: Engine, journal_id: int, *, service_down_time: int, dry_run: bool = False) -> ResetResult:
     now = utcnow()
     with engine.connect() as conn:
@@ -64,8 +69,8 @@ def undo(engine: Engine, journal_id: int, *, service_down_time: int, dry_run: bo
     if drift:
         raise ConcurrentChange(
             f"cannot undo journal {journal_id}: {len(drift)} row(s) changed since; nothing was written",
-            details=[f"{r.table[:-1]} {r.name!r} (id {r.id}) now holds {r.before}; journal {journal_id} wrote"
-                     f" {written[id(r)]}" for r in drift],
+            details=[f"{r.table[:-1]} {r.name!r} (id {r.id}) now holds {_values(r.before)}; journal {journal_id} wrote"
+                     f" {_values(written[id(r)])}" for r in drift],
         )
     if dry_run:
         return ResetResult(target, True, False, None, rows, f"dry run: journal {journal_id} would be undone",

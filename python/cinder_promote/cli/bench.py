@@ -9,9 +9,10 @@ import typer
 from ..engine import ENGINES
 from ..errors import UsageError
 from .errors import handled
+from .help import Command, Group
 from .render import OutputFormat, console, new_table, print_json
 
-bench_app = typer.Typer(help="Benchmarks you can rerun: see docs/benchmarks.md.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks you can rerun: see docs/benchmarks.md.", no_args_is_help=True, cls=Group)
 
 
 @handled
@@ -23,7 +24,7 @@ def startup_command(
     engine: Annotated[str, typer.Option("--engine", help="native, or reference (the pure-Python twin).")] = "native",
     chart: Annotated[Optional[str], typer.Option("--chart", help="Write a PNG chart of the phases here.")] = None,
     memory: Annotated[bool, typer.Option("--memory", help="Sample the resident memory while the hook runs (JSON and chart).")] = False,
-    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table for people, json for scripts.")] = OutputFormat.table,
 ) -> None:
     """Seed volumes and groups, then time the startup hook end to end and by phase."""
     if engine not in ENGINES:
@@ -54,5 +55,5 @@ def startup_command(
 
 
 def register(app: typer.Typer) -> None:
-    bench_app.command("startup")(startup_command)
+    bench_app.command("startup", cls=Command)(startup_command)
     app.add_typer(bench_app, name="bench")

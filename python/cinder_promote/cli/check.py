@@ -9,6 +9,7 @@ import typer
 from ..check import CheckReport, run_check
 from ..errors import EXIT_REFUSED
 from .errors import handled
+from .help import Command
 from .render import OutputFormat, console, new_table, print_json
 from .state import state
 
@@ -16,7 +17,7 @@ from .state import state
 @handled
 def check_command(
     ctx: typer.Context,
-    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table for people, json for scripts.")] = OutputFormat.table,
 ) -> None:
     """Find replication state out of sync with itself, with the command that would fix each finding.
 
@@ -28,7 +29,7 @@ def check_command(
     cli = state(ctx)
     report = run_check(cli.engine(), service_down_time=cli.settings().service_down_time)
     if output is OutputFormat.json:
-        print_json(report.to_json())
+        print_json(cli.json(report.to_json()))
     else:
         render_check(report)
     if report.findings:
@@ -47,4 +48,4 @@ def render_check(report: CheckReport) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("check")(check_command)
+    app.command("check", cls=Command)(check_command)

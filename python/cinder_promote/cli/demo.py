@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 from typing import Annotated
 
 import typer
@@ -10,13 +12,14 @@ from sqlalchemy.engine import Engine
 from .. import demo as story
 from ..config import DEFAULT_SERVICE_DOWN_TIME
 from ..db.connect import open_engine
-from ..errors import Refused
+from ..errors import Interrupted, Refused
 from ..reset import build_request, reset_active_backend
 from ..check import run_check
 from ..offline import run_offline
 from ..status import collect
 from .check import render_check
 from .errors import handled
+from .help import Command
 from .hook import render_hook
 from .render import console
 from .reset import render_reset
@@ -43,18 +46,29 @@ def _reset(engine: Engine, **options: object) -> None:
 @handled
 def demo_command(
     ctx: typer.Context,
-    db_path: Annotated[str, typer.Option("--db-path", help="Where to write the demo's SQLite database (replaced if present).")] = "cinder-promote-demo.sqlite",
+    db_path: Annotated[str, typer.Option("--db-path", help="Where to write the demo's SQLite database. An existing file is replaced only when it is an earlier demo database; anything else is refused and left untouched.")] = "cinder-promote-demo.sqlite",
     volumes: Annotated[int, typer.Option("--volumes", min=1, help="Volumes on the failed-over backends.")] = 3000,
     groups: Annotated[int, typer.Option("--groups", min=0, help="Groups on the failed-over backends.")] = 300,
     disaster_only: Annotated[bool, typer.Option("--disaster-only", help="Only build the disaster, for following the admin guide by hand.")] = False,
+    keep_running: Annotated[bool, typer.Option("--keep-running", help=f"Build nothing: keep the running service ({story.HEALTHY}) of the demo database at --db-path up, refreshing its heartbeat every {story.HEARTBEAT_S} s as its cinder-volume would, until Ctrl-C. Without it, that service shows down {DEFAULT_SERVICE_DOWN_TIME} s after the demo was built.")] = False,
 ) -> None:
     """Build Cinder's database on embedded SQLite with the seed's disaster, then promote backend B."""
     out = console()
+    if keep_running:
+        print(f"keeping {story.HEALTHY} up in {db_path}: its heartbeat every {story.HEARTBEAT_S} s; Ctrl-C stops",
+              file=sys.stderr, flush=True)
+        try:
+            story.keep_running(db_path, stop=threading.Event().wait)
+        except Interrupted:
+            pass  # Ctrl-C is how this one ends
+        return
     db = story.build(db_path, volumes=volumes, groups=groups)
     out.print(f"DB={db.url}  ({db.volumes} volumes, {db.groups} groups, Cinder 29.0.0 schema)")
     out.print(story.__doc__.split("\n\n")[1].replace("\n", " "))
     if disaster_only:
         out.print(f"Now follow docs/admin-guide.md with: export CINDER_PROMOTE_DB_URL={db.url}")
+        out.print(f"{story.HEALTHY} plays a running service for {DEFAULT_SERVICE_DOWN_TIME} s; to keep it up while you"
+                  f" follow the guide, run in another terminal: cinder-promote demo --keep-running --db-path {db_path}")
         return
     engine = open_engine(db.url)
     try:
@@ -105,4 +119,4 @@ def demo_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo_command)
+    app.command("demo", cls=Command)(demo_command)

@@ -9,14 +9,15 @@ import typer
 from ..cinder_integration import CINDER_VERSION, CinderPatchStatus, patch_status
 from ..errors import EXIT_REFUSED
 from .errors import handled
+from .help import Command
 from .render import OutputFormat, console, new_table, print_json
 
 
 @handled
 def cinder_patch_status_command(
     ctx: typer.Context,
-    site_packages: Annotated[Optional[str], typer.Option("--site-packages", help="The folder that holds cinder/ (a venv's site-packages) [default: the Cinder this Python imports].", show_default=False)] = None,
-    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    site_packages: Annotated[Optional[str], typer.Option("--site-packages", help="The folder that holds cinder/ (a venv's site-packages) \\[default: the Cinder this Python imports].", show_default=False)] = None,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table for people, json for scripts.")] = OutputFormat.table,
 ) -> None:
     """Check whether an installed Cinder is patched to run cinder-promote.
 
@@ -47,4 +48,4 @@ def render_status(status: CinderPatchStatus) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("cinder-patch-status")(cinder_patch_status_command)
+    app.command("cinder-patch-status", cls=Command)(cinder_patch_status_command)

@@ -19,7 +19,9 @@ HEADER = """# Command reference
 Generated from the command line by `python -m cinder_promote.cli.reference > docs/commands.md`;
 `tests/test_docs.py` fails when it is out of date. Global options go before the command, as with
 cinder-manage. Exit codes, for every command: 0 done (or nothing to do); 1 refused; 2 usage error or
-invalid value; 3 the configuration or the database could not be read or reached.
+invalid value; 3 the configuration or the database could not be read or reached; 70 a bug of
+cinder-promote (`--debug` shows the traceback); 128 + N stopped by signal N after rolling back (130
+Ctrl-C, 143 SIGTERM); 141 the reader of the output went away.
 """
 
 
@@ -42,7 +44,6 @@ def _params(command) -> list[str]:
         if isinstance(p, typer.core.TyperArgument):
             lines.append(f"- `{p.name.upper()}` (argument){'' if p.required else ', optional'}: {p.help or ''}")
             continue
-        opts = ", ".join(f"`{o}`" for o in p.opts)
         metavar = "" if p.is_flag else f" {p.name.upper()}"
         annotation = p.type_descriptor.annotation
         if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
@@ -50,7 +51,8 @@ def _params(command) -> list[str]:
         repeat = " (repeatable)" if p.multiple else ""
         required = " **required**" if p.required else ""
         text = (p.help or "").replace("\\[", "[")
-        lines.append(f"- {opts}`{metavar}`{repeat}{required}: {text}{_default(p)}".replace("``", ""))
+        aliases = "".join(f" (or `{o}`)" for o in p.opts[1:])
+        lines.append(f"- `{p.opts[0]}{metavar}`{aliases}{repeat}{required}: {text}{_default(p)}")
     return lines
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import sys
 from typing import Any
 
@@ -17,8 +18,9 @@ class OutputFormat(str, enum.Enum):
 
 
 def console() -> Console:
-    # Off a terminal Rich would wrap at 80 columns; logs and pipes want whole lines.
-    return Console(width=None if sys.stdout.isatty() else 200, highlight=False)
+    # Off a terminal Rich would wrap at 80 columns; logs and pipes want whole lines (unless COLUMNS says).
+    fixed = sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()
+    return Console(width=None if fixed else 200, highlight=False)
 
 
 def print_json(data: Any) -> None:

@@ -8,21 +8,22 @@ import typer
 
 from ..reset import ResetResult, build_request, reset_active_backend
 from .errors import handled
+from .help import Command
 from .render import OutputFormat, console, new_table, print_json, show
 from .state import state
 
 
-@handled
+@handled(after_interrupt="nothing was written; run the same command again when ready")
 def reset_active_backend_command(
     ctx: typer.Context,
     backend_host: Annotated[Optional[str], typer.Option("--backend-host", help="The volume service, host@backend; a clustered service means its whole cluster.")] = None,
     cluster: Annotated[Optional[str], typer.Option("--cluster", help="The cluster, name@backend: the cluster row and all its live members.")] = None,
-    replication_status: Annotated[Optional[str], typer.Option("--replication-status", help="The new replication status [default: disabled].", show_default=False)] = None,
-    enable_replication: Annotated[bool, typer.Option("--enable-replication", help="Same as --replication-status enabled.")] = False,
-    active_backend_id: Annotated[Optional[str], typer.Option("--active-backend-id", help="The new active backend id [default: none, stored as NULL].", show_default=False)] = None,
+    replication_status: Annotated[Optional[str], typer.Option("--replication-status", help="The new replication status \\[default: disabled].", show_default=False)] = None,
+    enable_replication: Annotated[bool, typer.Option("--enable-replication", help="Same as --replication-status enabled. Without it and without --replication-status, the status becomes disabled.")] = False,
+    active_backend_id: Annotated[Optional[str], typer.Option("--active-backend-id", help="The new active backend id \\[default: none, stored as NULL].", show_default=False)] = None,
     enable_service: Annotated[bool, typer.Option("--enable-service", help="Also re-enable the services (and cluster); by default they stay disabled.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check and show what would change; write nothing.")] = False,
-    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check and show what would change; write nothing. Without it, the rows are written.")] = False,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table for people, json for scripts.")] = OutputFormat.table,
 ) -> None:
     """Reset the replication state of a stopped, disabled, frozen service or cluster.
 
@@ -38,7 +39,7 @@ def reset_active_backend_command(
     cli = state(ctx)
     result = reset_active_backend(cli.engine(), request, service_down_time=cli.settings().service_down_time)
     if output is OutputFormat.json:
-        print_json(result.to_json())
+        print_json(cli.json(result.to_json()))
     else:
         render_reset(result)
 
@@ -56,6 +57,6 @@ def render_reset(result: ResetResult) -> None:
 
 
 def register(app: typer.Typer, db_app: typer.Typer) -> None:
-    app.command("reset-active-backend")(reset_active_backend_command)
-    db_app.command("reset_active_backend")(reset_active_backend_command)
-    db_app.command("reset-active-backend")(reset_active_backend_command)
+    app.command("reset-active-backend", cls=Command)(reset_active_backend_command)
+    db_app.command("reset_active_backend", cls=Command)(reset_active_backend_command)
+    db_app.command("reset-active-backend", cls=Command)(reset_active_backend_command)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 import typer
 from sqlalchemy.engine import Engine
 
 from ..config import DB_URL_ENV, Settings, load
-from ..db.connect import open_engine
+from ..db.connect import masked, open_engine, parse_url
 
 
 @dataclass
@@ -19,6 +21,7 @@ class CliState:
     db_url: str | None
     debug: bool
     _settings: Settings | None = field(default=None, repr=False)
+    database: str | None = None  # the database opened, password masked: named on stderr and in JSON
 
     def settings(self) -> Settings:
         if self._settings is None:
@@ -26,7 +29,16 @@ class CliState:
         return self._settings
 
     def engine(self) -> Engine:
-        return open_engine(self.settings().require_db_url())
+        settings = self.settings()
+        raw = settings.require_db_url()
+        self.database = masked(parse_url(raw))
+        # Say which database before touching it: the operator must never act on the wrong one unawares.
+        print(f"database: {self.database} (from {settings.db_source})", file=sys.stderr, flush=True)
+        return open_engine(raw)
+
+    def json(self, data: dict[str, Any]) -> dict[str, Any]:
+        """A command's JSON output, with the database it worked on first."""
+        return {"database": self.database, **data}
 
     def known_urls(self) -> list[str]:
         """URLs whose passwords must be scrubbed from any message."""

@@ -7,7 +7,6 @@ appears in it.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import random
@@ -20,24 +19,34 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from ..errors import ConfigError, DatabaseUnavailable
+from . import watch
 from .schema import CINDER_TABLES
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+_SHIPPED_DRIVERS = {
+    "mysql": "mysql+pymysql", "mysql+mysqldb": "mysql+pymysql", "mariadb": "mysql+pymysql",
+    "mariadb+mysqldb": "mysql+pymysql", "mariadb+pymysql": "mysql+pymysql",
+    "postgresql": "postgresql+psycopg2", "postgresql+asyncpg": "postgresql+psycopg2",
+}
+
+
 def parse_url(raw: str) -> URL:
-    """Parse a Cinder connection URL; `mysql://` means PyMySQL when MySQLdb is absent."""
+    """Parse a Cinder connection URL, with the driver we ship for its database."""
     try:
         url = make_url(raw)
     except ArgumentError:
         raise ConfigError(f"invalid database URL {mask_text(raw, raw)!r}: expected Cinder's form, "
                           "for example mysql+pymysql://user:password@host/cinder") from None
-    # Cinder's bare `mysql://` and `postgresql://` name whatever driver SQLAlchemy
-    # defaults to; use the one we ship when that one is not installed.
-    for bare, module, shipped in (("mysql", "MySQLdb", "mysql+pymysql"), ("postgresql", "psycopg", "postgresql+psycopg2")):
-        if url.drivername == bare and importlib.util.find_spec(module) is None:
-            url = url.set(drivername=shipped)
+    # Every URL form Cinder accepts names a database; we speak to it through the drivers we
+    # ship and test: PyMySQL for MariaDB/MySQL (mysql://, mysql+mysqldb://), psycopg2 for
+    # PostgreSQL's synchronous engine (postgresql+asyncpg:// would need an async engine; the
+    # bulk writer uses asyncpg on PostgreSQL whatever the URL says).
+    shipped = _SHIPPED_DRIVERS.get(url.drivername)
+    if shipped is not None:
+        url = url.set(drivername=shipped)
     return url
 
 
@@ -72,7 +81,7 @@ def _engine_options(url: URL) -> dict:
     if backend == "sqlite":
         # Wait for a concurrent writer's lock rather than fail at once; the
         # compare-and-swap then decides who won.
-        return {"connect_args": {"timeout": 30}}
+        return {"connect_args": {"timeout": watch.SQLITE_BUSY_TIMEOUT_S}}
     return {}
 
 
@@ -119,6 +128,7 @@ def private_engine(engine: Engine) -> Engine:
 
 def _create_engine(url: URL, **options) -> Engine:
     engine = sa.create_engine(url, **_engine_options(url), **options)
+    watch.watch(engine)
     if url.get_backend_name() == "mysql":
         sa.event.listen(engine, "connect", _causal_reads_on_galera)
     return engine

@@ -30,9 +30,11 @@ def cinder_sqlite_statements() -> list[str]:
     return [s.strip() for s in body.split(";\n--") if s.strip()]
 
 
-def create_cinder_sqlite(path: str) -> None:
+def create_cinder_sqlite(path: str, *, application_id: int = 0) -> None:
+    """An empty Cinder 29.0.0 database at `path`; `application_id` marks who made it (SQLite's header)."""
     conn = sqlite3.connect(path)
     try:
+        conn.execute(f"PRAGMA application_id = {int(application_id)}")
         with conn:
             for statement in cinder_sqlite_statements():
                 conn.execute(statement)
@@ -49,6 +51,11 @@ def add_service(conn: Connection, host: str, *, now: datetime | None = None, **v
     }
     row.update(values)
     return inserted_id(conn.execute(services.insert().values(**row)))
+
+
+def heartbeat(conn: Connection, host: str, now: datetime) -> int:
+    """What a running cinder-volume does every report interval (the demo's running service only)."""
+    return conn.execute(services.update().where(services.c.host == host).values(updated_at=now)).rowcount
 
 
 def add_cluster(conn: Connection, name: str, *, now: datetime | None = None, **values: Any) -> int:

@@ -24,7 +24,7 @@ def load_driver(spec: str, options: dict[str, str]) -> Any:
     try:
         return cls(**options)
     except TypeError as exc:
-        raise UsageError(f"--driver {spec!r}: cannot build it with options {sorted(options)}: {exc}") from None
+        raise UsageError(f"--driver {spec!r}: cannot build it with options {', '.join(sorted(options)) or '(none)'}: {exc}") from None
 
 
 def parse_options(pairs: list[str]) -> dict[str, str]:
