@@ -25,9 +25,14 @@ venv:
 # `pip install .` from the checkout: builds the Rust module with maturin and
 # installs the package with its console script.
 # Not quiet: the first build takes minutes, and pip's own lines show it working.
+# Then the [mysql] extra (mysqlclient, the hook's fast MariaDB driver) from the installed package's
+# metadata, when libmariadb's headers are there to build it (scripts/install-system-deps installs
+# them for `make test`; `make demo` needs no server and goes without).
 install: venv
 	@echo "installing cinder-promote into $(VENV): the first time builds the Rust core with maturin (2-3 minutes)"
 	$(PIP) install --progress-bar on ".[test]"
+	@if pkg-config --exists libmariadb 2>/dev/null; then $(PIP) install --progress-bar on "cinder-promote[mysql]"; \
+	  else echo "install: libmariadb-dev is not installed: without mysqlclient (the hook falls back to PyMySQL)"; fi
 
 system-deps:
 	scripts/install-system-deps

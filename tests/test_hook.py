@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import snapshot
+from conftest import HOOK_DIALECTS, hook_dialect, snapshot
 from hook_drivers import AnswerDriver, DistinctDriver, NoHookDriver
 from scenario import cluster, journal, row, stopped_service
 
@@ -18,6 +18,11 @@ from cinder_promote.hook import update_host_replication
 from cinder_promote.models import utcnow
 
 HOST = "node-b@be"
+
+
+@pytest.fixture(params=HOOK_DIALECTS)
+def dialect(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    return hook_dialect(request, monkeypatch)
 
 
 def _backend(db, n_volumes=120, n_groups=6, status="enabled"):
