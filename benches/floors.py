@@ -13,7 +13,8 @@ Distinct values per row (`rows`: id, then one value per column):
   temporary table without primary key nor ANALYZE ("copy-keys"); and
   `UPDATE ... FROM unnest($1::text[], ...)`.
 - MariaDB: a temporary table filled by multi-row INSERTs (PyMySQL's executemany
-  batches them), then one `UPDATE ... JOIN`.
+  batches them; "temp-table"), the same through mysqlclient ("temp-table-mysqlclient"),
+  or by LOAD DATA LOCAL INFILE through mysqlclient ("load-data"), then one `UPDATE ... JOIN`.
 The same value for every row: one set-based UPDATE by host ("set-based"), and
 UPDATE ... WHERE id IN the named ids ("by-ids": chunks of the bind limit; on
 PostgreSQL one `id = ANY($1)` array), which is what the hook must do: it
@@ -22,14 +23,18 @@ PostgreSQL also "by-ids-keys", the same with `deleted = false` in the SET list.
 On MariaDB two other ways of naming the ids in one set-based UPDATE: a MEMORY
 temporary table of the ids joined to volumes ("by-ids-temp"), and the ids as
 one JSON array joined through `JSON_TABLE` ("by-ids-json").
+
+The read floors (`prepare_read`, below) are the hook's load on the database driver alone.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import itertools
+import json
+import os
 import sqlite3
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -141,11 +146,17 @@ def prepare_postgresql(url: str, method: str, columns: list[str], rows: Rows, ho
 
 
 def prepare_mysql(url: str, method: str, columns: list[str], rows: Rows, host: str, same: dict[str, str] | None = None) -> Runner:
-    import pymysql
-
     u = sa.engine.make_url(url)
-    conn = pymysql.connect(host=u.host, port=u.port or 3306, user=u.username, password=u.password or "",
-                           database=u.database, charset="utf8mb4", autocommit=False)
+    kw = dict(host=u.host, port=u.port or 3306, user=u.username, password=u.password or "", database=u.database,
+              charset="utf8mb4", autocommit=False)
+    if method in ("temp-table-mysqlclient", "load-data"):
+        import MySQLdb
+
+        conn: Any = MySQLdb.connect(local_infile=1, **kw)
+    else:
+        import pymysql
+
+        conn = pymysql.connect(**kw)
 
     def run() -> int:
         try:
@@ -176,10 +187,20 @@ def prepare_mysql(url: str, method: str, columns: list[str], rows: Rows, host: s
                     sets = ", ".join(f"{c} = %s" for c in same)
                     where = HOST_WHERE.format(false=0, host=host).replace("%", "%%")
                     written = cur.execute(f"UPDATE volumes SET {sets} WHERE {where}", tuple(same.values()))
-                else:  # temp-table
+                else:  # temp-table (PyMySQL), temp-table-mysqlclient, load-data (mysqlclient)
                     cols = ", ".join(["id", *columns])
                     cur.execute(f"CREATE TEMPORARY TABLE floor_rows (PRIMARY KEY (id)) SELECT {cols} FROM volumes WHERE 1 = 0")
-                    cur.executemany(f"INSERT INTO floor_rows ({cols}) VALUES ({', '.join(['%s'] * (len(columns) + 1))})", rows)
+                    if method == "load-data":
+                        # The bench's values hold no tab, newline or backslash: written as they are.
+                        with tempfile.TemporaryDirectory() as folder:
+                            path = os.path.join(folder, "rows.tsv")
+                            with open(path, "w", encoding="utf-8") as out:
+                                out.write("".join("\t".join(r) + "\n" for r in rows))
+                            cur.execute(f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE floor_rows CHARACTER SET utf8mb4"
+                                        f" ({cols})")
+                    else:
+                        cur.executemany(f"INSERT INTO floor_rows ({cols}) VALUES ({', '.join(['%s'] * (len(columns) + 1))})",
+                                        rows)
                     sets = ", ".join(f"t.{c} = u.{c}" for c in columns)
                     written = cur.execute(f"UPDATE volumes t JOIN floor_rows u ON t.id = u.id SET {sets} WHERE t.deleted = 0")
                     cur.execute("DROP TEMPORARY TABLE floor_rows")
@@ -191,7 +212,79 @@ def prepare_mysql(url: str, method: str, columns: list[str], rows: Rows, host: s
     return run
 
 
+# -- read floors ----------------------------------------------------------------------------------
+# The hook's load, on the database driver alone: every column of the host's live volumes, pools
+# included, by id, fetched into the driver's own row tuples (no records, no SQLAlchemy).
+# - SQLite: sqlite3 (timestamps stay text, as the hook's records keep them).
+# - PostgreSQL: psycopg2 (text protocol, every column typecast), and asyncpg (binary protocol).
+# - MariaDB: PyMySQL; mysqlclient; mysqlclient without its DATETIME converter
+#   ("mysqlclient-raw-datetime": the text kept, as the hook's load reads it).
+
+READ_SQL = "SELECT * FROM volumes WHERE {where} ORDER BY id"
+
+
+def prepare_read(dialect: str, url: str, method: str, host: str) -> Runner:
+    u = sa.engine.make_url(url)
+    if dialect == "sqlite":
+        conn: Any = sqlite3.connect(_sqlite_path(url))
+        sql = READ_SQL.format(where=HOST_WHERE.format(false=0, host=host))
+    elif method == "asyncpg":
+        import asyncpg
+
+        loop = asyncio.new_event_loop()
+        aconn = loop.run_until_complete(asyncpg.connect(host=u.host, port=u.port, user=u.username,
+                                                        password=u.password, database=u.database))
+        sql = READ_SQL.format(where=HOST_WHERE.format(false="false", host=host))
+
+        def run_asyncpg() -> int:
+            try:
+                return len(loop.run_until_complete(aconn.fetch(sql)))
+            finally:
+                loop.run_until_complete(aconn.close())
+                loop.close()
+
+        return run_asyncpg
+    elif dialect == "postgresql":
+        import psycopg2
+
+        conn = psycopg2.connect(host=u.host, port=u.port, user=u.username, password=u.password, dbname=u.database)
+        sql = READ_SQL.format(where=HOST_WHERE.format(false="false", host=host))
+    else:
+        kw = dict(host=u.host, port=u.port or 3306, user=u.username, password=u.password or "", database=u.database,
+                  charset="utf8mb4")
+        sql = READ_SQL.format(where=HOST_WHERE.format(false=0, host=host))
+        if method == "pymysql":
+            import pymysql
+
+            conn = pymysql.connect(**kw)
+            sql = sql.replace("%", "%%")
+        else:
+            import MySQLdb
+            from MySQLdb.constants import FIELD_TYPE
+            from MySQLdb.converters import conversions
+
+            conv = dict(conversions)
+            if method == "mysqlclient-raw-datetime":
+                conv.pop(FIELD_TYPE.DATETIME)
+            conn = MySQLdb.connect(conv=conv, **kw)
+            sql = sql.replace("%", "%%")
+
+    def run() -> int:
+        try:
+            cursor = conn.cursor()
+            cursor.execute(sql)
+            return len(cursor.fetchall())
+        finally:
+            conn.close()
+
+    return run
+
+
+READ_METHODS = {"sqlite": ["sqlite3"], "postgresql": ["psycopg2", "asyncpg"],
+                "mysql": ["pymysql", "mysqlclient", "mysqlclient-raw-datetime"]}
+
 PREPARE = {"sqlite": prepare_sqlite, "postgresql": prepare_postgresql, "mysql": prepare_mysql}
-METHODS = {"sqlite": ["values", "executemany"], "postgresql": ["copy", "copy-keys", "unnest"], "mysql": ["temp-table"]}
+METHODS = {"sqlite": ["values", "executemany"], "postgresql": ["copy", "copy-keys", "unnest"],
+           "mysql": ["temp-table", "temp-table-mysqlclient", "load-data"]}
 SAME_METHODS = ["set-based", "by-ids"]
 SAME_METHODS_OF = {"postgresql": [*SAME_METHODS, "by-ids-keys"], "mysql": [*SAME_METHODS, "by-ids-temp", "by-ids-json"]}

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from cinder_promote import engine as core
 from cinder_promote.cli import app
+from cinder_promote.db.connect import FAST_PATHS_ENV
 
 sys.path.insert(0, str(Path(__file__).parent))
 from support import cinder_schema, galera  # noqa: E402
@@ -64,6 +65,22 @@ def _factory(factories: dict, dialect: str, cache: Path) -> cinder_schema.Schema
 @pytest.fixture(params=ALL_DIALECTS)
 def dialect(request: pytest.FixtureRequest) -> str:
     return request.param
+
+
+# The hook's tests run on every database, and on MariaDB and Galera once more with the fast
+# paths forced off (PyMySQL, identical updates by id chunks): both must behave the same.
+HOOK_DIALECTS = [
+    *(pytest.param((d, True), id=d) for d in WITH_GALERA),
+    *(pytest.param((d, False), id=f"{d}-fast-paths-off") for d in ("mysql", "galera")),
+]
+
+
+def hook_dialect(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """For a module's `dialect` fixture with params=HOOK_DIALECTS."""
+    name, fast = request.param
+    if not fast:
+        monkeypatch.setenv(FAST_PATHS_ENV, "off")
+    return name  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -115,6 +132,7 @@ def _no_ambient_config(monkeypatch: pytest.MonkeyPatch) -> None:
     # The tests say where the database is; the developer's environment must not.
     monkeypatch.delenv("CINDER_PROMOTE_DB_URL", raising=False)
     monkeypatch.delenv("CINDER_PROMOTE_ENGINE", raising=False)
+    monkeypatch.delenv(FAST_PATHS_ENV, raising=False)
 
 
 class Cli:

@@ -17,7 +17,7 @@ from scenario import journal, row, stopped_service
 from cinder_promote import cinder_integration as ci
 from cinder_promote.db import seed
 from cinder_promote.drivers.reference import ReferenceDriver
-from cinder_promote.errors import ConfigError, DatabaseUnavailable, HookFailed, InvalidValue, TargetNotFound
+from cinder_promote.errors import CinderPromoteError, ConfigError, DatabaseUnavailable, HookFailed, InvalidValue, TargetNotFound
 
 
 class _ThreadRecordingDriver(ReferenceDriver):
@@ -52,6 +52,57 @@ def test_run_startup_hook(db: sa.Engine, cinder_url: str) -> None:
     with pytest.raises(HookFailed, match="the array did not answer"):
         ci.run_startup_hook(failing, host="node-b@be", db_url=cinder_url)
     assert row(db, "services", sid)["replication_status"] == "error"
+
+
+class _BlockingDriver(ReferenceDriver):
+    """Answers only when told to: the hook holds its fence meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.called, self.go_on = threading.Event(), threading.Event()
+
+    def update_host_replication(self, *args, **kwargs):
+        self.called.set()
+        self.go_on.wait(30)
+        return super().update_host_replication(*args, **kwargs)
+
+
+class _GreenletExit(BaseException):
+    """What oslo.service's SIGTERM handling raises in the green thread waiting for the hook."""
+
+
+def test_service_stopped_during_the_hook_releases_the_fence(db: sa.Engine, cinder_url: str, monkeypatch) -> None:
+    sid = stopped_service(db, "node-b@be", replication_status="enabled", active_backend_id=None)
+    driver = _BlockingDriver()
+    outcome: list[BaseException | object] = []
+
+    def native_thread(func):
+        try:
+            outcome.append(func())
+        except BaseException as exc:  # noqa: BLE001 - kept for the assertion below
+            outcome.append(exc)
+
+    def off_hub(func):
+        worker = threading.Thread(target=native_thread, args=(func,))
+        worker.start()
+        off_hub.worker = worker
+        assert driver.called.wait(30)
+        raise _GreenletExit()   # the service is stopping while the driver works
+
+    monkeypatch.setattr(ci, "run_off_hub", off_hub)
+    with pytest.raises(_GreenletExit):
+        ci.run_startup_hook(driver, host="node-b@be", db_url=cinder_url)
+    assert row(db, "services", sid)["replication_status"] == "error"
+    (entry,) = journal(db)
+    assert (entry["operation"], entry["state"]) == ("update-host-replication", "failed")
+    assert "volume service was stopped (_GreenletExit)" in entry["error"]
+
+    # Had the process lived on, the driver's late answer would find its fence gone and write nothing.
+    driver.go_on.set()
+    off_hub.worker.join(30)
+    assert isinstance(outcome[0], CinderPromoteError), outcome
+    assert row(db, "services", sid)["replication_status"] == "error"
+    assert [e["state"] for e in journal(db)] == ["failed"]
 
 
 def test_hook_set_replication_status(db: sa.Engine, cinder_url: str) -> None:

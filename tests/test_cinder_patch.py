@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from datetime import timedelta
@@ -37,7 +38,8 @@ import pytest
 import sqlalchemy as sa
 
 from cinder_promote.cinder_integration import PATCH_MARKERS
-from cinder_promote.db import seed
+from cinder_promote.db import journal as journal_sql
+from cinder_promote.db import queries, seed
 from cinder_promote.fence import Lease, acquire
 from cinder_promote.models import utcnow
 from cinder_promote.target import resolve
@@ -78,6 +80,7 @@ UPSTREAM_PASSES = {
     "cinder.tests.unit.test_service": 28,
     "cinder.tests.unit.objects.test_group": 22,
     "cinder.tests.unit.volume.test_driver": 47,
+    "cinder.tests.unit.volume.drivers.test_rbd": 196,
 }
 
 pytestmark = pytest.mark.timeout(1200)
@@ -705,8 +708,9 @@ def test_boot_hook_failure_leaves_the_service_in_error(patched_venv: Path, sqlit
 
 
 def test_boot_member_of_a_fenced_cluster(patched_venv: Path, sqlite_url: str, tmp_path: Path) -> None:
-    """Another member runs the hook for the cluster: this one joins, leaves the fence alone and
-    does not call its driver; neither _ensure_cluster_exists nor init_host_with_rpc copies it."""
+    """Another member runs the hook for the cluster: this one joins, does not call its driver,
+    waits for the holder to release the fence, then keeps what the holder's driver set
+    (neither _ensure_cluster_exists nor init_host_with_rpc copies the fence meanwhile)."""
     cluster = "cluster@lvm"
     engine = sa.create_engine(sqlite_url)
     try:
@@ -726,21 +730,46 @@ def test_boot_member_of_a_fenced_cluster(patched_venv: Path, sqlite_url: str, tm
         lease = acquire(engine, target, holder="nodea:4242", lease_seconds=600)
         assert isinstance(lease, Lease), "the fence could not be taken"
         counts_before = _volume_counts(engine)
+        seen_while_fenced: dict[str, Any] = {}
 
-        report = Boot(patched_venv, tmp_path / "boot", sqlite_url).boot(cluster=cluster)
+        def holder_releases() -> None:
+            """nodea's hook: once the booting member has joined, its driver answers 'failed-over'."""
+            deadline = utcnow() + timedelta(seconds=240)
+            while utcnow() < deadline and _service(engine, HOST)["cluster_name"] != cluster:
+                threading.Event().wait(0.2)
+            threading.Event().wait(1.0)
+            seen_while_fenced.update(_service(engine, HOST))
+            with engine.begin() as conn:
+                assert journal_sql.finish(conn, lease.journal_id, lease.holder, state=journal_sql.DONE, now=utcnow(),
+                                          after={"replication_status": "failed-over", "active_backend_id": "backend-c",
+                                                 "set_by_driver": ["active_backend_id", "replication_status"]})
+                values = {"replication_status": "failed-over", "active_backend_id": "backend-c"}
+                assert queries.set_replication(conn, "clusters", lease.row_id, expected_status="updating",
+                                               values=values)
+                queries.update_members(conn, cluster, values)
+
+        releaser = threading.Thread(target=holder_releases)
+        releaser.start()
+        try:
+            report = Boot(patched_venv, tmp_path / "boot", sqlite_url).boot(cluster=cluster)
+        finally:
+            releaser.join()
 
         assert report["driver_initialized"] and report["hook_error"] is None
-        assert report["hook"]["outcome"] == "fenced"
+        assert report["hook"]["outcome"] == "fenced" and report["hook"]["journal_id"] == lease.journal_id
+        assert "the fence has since been released" in report["hook"]["message"]
         assert report["calls"] == [], "a member called its driver while another held the fence"
+        assert seen_while_fenced["cluster_name"] == cluster
+        assert (seen_while_fenced["replication_status"], seen_while_fenced["active_backend_id"]) == \
+            ("enabled", "backend-b"), "the fence was copied into the joining member"
         member = _service(engine, HOST)
-        assert member["cluster_name"] == cluster
-        assert (member["replication_status"], member["active_backend_id"]) == ("enabled", "backend-b")
+        assert (member["replication_status"], member["active_backend_id"]) == ("failed-over", "backend-c"), \
+            "the holder's driver set them: init_host_with_rpc keeps them"
         with engine.connect() as conn:
             row = conn.execute(sa.text("SELECT replication_status FROM clusters WHERE name = :n"),
                                {"n": cluster}).one()
-        assert row.replication_status == "updating", "the fence was overwritten"
+        assert row.replication_status == "failed-over"
         assert _volume_counts(engine) == counts_before
-        assert "is 'updating': update_host_replication runs in another process" in report["log"]
     finally:
         engine.dispose()
 

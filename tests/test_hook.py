@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import snapshot
+from conftest import HOOK_DIALECTS, hook_dialect, snapshot
 from hook_drivers import AnswerDriver, DistinctDriver, NoHookDriver
 from scenario import cluster, journal, row, stopped_service
 
@@ -18,6 +20,11 @@ from cinder_promote.hook import update_host_replication
 from cinder_promote.models import utcnow
 
 HOST = "node-b@be"
+
+
+@pytest.fixture(params=HOOK_DIALECTS)
+def dialect(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    return hook_dialect(request, monkeypatch)
 
 
 def _backend(db, n_volumes=120, n_groups=6, status="enabled"):
@@ -274,6 +281,44 @@ def test_live_fence_leaves_the_work_to_its_holder(db):
     assert result.outcome == "fenced" and "held by other:1" in result.message
     assert driver.calls == 0
     assert snapshot(db) == before
+
+
+def test_a_waiting_member_sees_the_holder_release_or_gives_up(db):
+    """wait_for_fence (what a starting cluster member does): the holder's release ends the
+    wait with the holder's journal entry; a fence still live after the wait is left alone."""
+    _backend(db, n_volumes=5)
+    entry = _fence_by(db, "service", HOST, holder="other:1", lease_seconds=300, status_before="enabled")
+    driver = AnswerDriver(lambda v, g: (None, [], None))
+
+    def release_soon() -> None:
+        time.sleep(1.5)
+        with db.begin() as conn:
+            journal_sql.finish(conn, entry, "other:1", state=journal_sql.DONE, now=utcnow(),
+                               after={"replication_status": "enabled", "active_backend_id": None,
+                                      "set_by_driver": []})
+            conn.execute(sa.text("UPDATE services SET replication_status = 'enabled' WHERE host = :h"), {"h": HOST})
+
+    releaser = threading.Thread(target=release_soon)
+    releaser.start()
+    result = update_host_replication(db, driver, host=HOST, wait_for_fence=60)
+    releaser.join()
+    assert (result.outcome, result.journal_id, driver.calls) == ("fenced", entry, 0)
+    assert "the fence has since been released" in result.message
+
+    again = _fence_by(db, "service", HOST, holder="other:2", lease_seconds=300, status_before="enabled")
+    before = snapshot(db)
+    result = update_host_replication(db, driver, host=HOST, wait_for_fence=1.5)
+    assert (result.outcome, result.journal_id, driver.calls) == ("fenced", again, 0)
+    assert "still held after waiting 1.5 s" in result.message
+    assert snapshot(db) == before
+
+
+def test_a_fence_that_goes_stale_while_waiting_is_taken_over(db):
+    _backend(db, n_volumes=5, status="disabled")
+    old = _fence_by(db, "service", HOST, holder="dying:1", lease_seconds=2, status_before="enabled")
+    driver = AnswerDriver(lambda v, g: (None, [], None))
+    result = update_host_replication(db, driver, host=HOST, wait_for_fence=60)
+    assert (result.outcome, result.taken_over_from, driver.calls) == ("done", old, 1)
 
 
 def test_stale_fence_is_taken_over_with_the_status_before_it(db):

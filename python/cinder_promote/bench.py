@@ -26,7 +26,9 @@ from . import __version__
 from . import engine as core
 from .db import seed
 from .db.connect import masked, open_engine
+from .drivers import load_driver
 from .drivers.reference import ReferenceDriver
+from .offline import OfflineContext, setup_driver
 from .errors import Refused
 from .hook import PHASES, update_host_replication
 from .models import utcnow
@@ -100,6 +102,7 @@ class BenchResult:
     total_s: float
     phases_s: dict[str, float] = field(default_factory=dict)
     memory: MemoryCurve | None = None
+    driver: str = "cinder_promote.drivers.reference:ReferenceDriver"
 
     @property
     def rows_per_s(self) -> float:
@@ -112,6 +115,7 @@ class BenchResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "operation": "bench startup", "volumes": self.volumes, "groups": self.groups, "engine": self.engine,
+            "driver": self.driver,
             "database": self.database, "database_version": self.database_version, "machine": self.machine(),
             "seed_s": round(self.seed_s, 3), "total_s": round(self.total_s, 3),
             "phases_s": {k: round(v, 4) for k, v in self.phases_s.items()},
@@ -169,7 +173,13 @@ def analyze(engine: sa.Engine) -> None:
 
 
 def startup(*, volumes: int, groups: int, db_url: str | None = None, engine_name: str = "native",
-            memory: bool = False) -> BenchResult:
+            memory: bool = False, driver_spec: str | None = None,
+            driver_options: dict[str, str] | None = None) -> BenchResult:
+    """Seed, then time the hook with the reference driver, or with `driver_spec` (module:Class, built
+    with `driver_options` and set up as Cinder does) so that a driver author can time their own."""
+    driver: Any = None
+    if driver_spec is not None:
+        driver = load_driver(driver_spec, driver_options or {})  # a usage error before any seeding
     previous = core.current()
     core.use(engine_name)
     scratch_dir = None
@@ -185,8 +195,9 @@ def startup(*, volumes: int, groups: int, db_url: str | None = None, engine_name
             started = time.perf_counter()
             _seed(engine, volumes, groups)
             seeded = time.perf_counter() - started
-            driver = ReferenceDriver()
-            driver.do_setup(None)
+            if driver is None:
+                driver = ReferenceDriver()
+            setup_driver(driver, OfflineContext())
             curve = MemoryCurve() if memory else None
             started = time.perf_counter()
             if curve is not None:
@@ -196,7 +207,8 @@ def startup(*, volumes: int, groups: int, db_url: str | None = None, engine_name
                 result = update_host_replication(engine, driver, host=BENCH_HOST)
             total = time.perf_counter() - started
             return BenchResult(volumes, groups, engine_name, masked(engine.url), database_version(engine), seeded, total,
-                               {p: result.timings.get(p, 0.0) for p in PHASES}, curve)
+                               {p: result.timings.get(p, 0.0) for p in PHASES}, curve,
+                               driver_spec or BenchResult.driver)
         finally:
             engine.dispose()
     finally:

@@ -23,6 +23,7 @@ Nothing here imports Cinder.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,11 +36,15 @@ from sqlalchemy.engine import Engine
 from .db import journal
 from .db.connect import open_engine, parse_url
 from .errors import ConfigError
-from .hook import DEFAULT_LEASE_SECONDS, HookResult, update_host_replication
+from .db import journal
+from .fence import Lease
+from .hook import DEFAULT_LEASE_SECONDS, HookResult, default_holder, release_on_failure, update_host_replication
 from .reset import ResetResult, build_request
+from .target import resolve
 from .reset import reset_active_backend as _reset
 
 T = TypeVar("T")
+LOG = logging.getLogger(__name__)
 
 EngineSource = Callable[[], Engine]
 
@@ -104,6 +109,11 @@ def database(db_url: str | None, shared_engine: EngineSource | None = None) -> I
 
 # -- the startup hook ----------------------------------------------------------------------------
 
+# How long a starting member waits for the member that holds its cluster's fence (the holder
+# renews its lease while it works; a dead holder's fence goes stale within a lease and is taken
+# over). Past it the member starts anyway and leaves the 'updating' status to the holder.
+FENCED_MEMBER_WAIT = 900.0
+
 
 def run_startup_hook(
     driver: Any,
@@ -115,16 +125,21 @@ def run_startup_hook(
     shared_engine: EngineSource | None = None,
     holder: str | None = None,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
-    wait_for_fence: float = 0.0,
+    wait_for_fence: float = FENCED_MEMBER_WAIT,
 ) -> HookResult:
     """Run `update_host_replication` for a starting cinder-volume service.
 
     `host` is the manager's `host@backend`; `cluster` its cluster (`name@backend`) or None.
     A clustered service works on its cluster. Returns the hook's result (outcome `done`, or
-    `fenced` when another member holds the fence); raises `HookFailed`, `ConcurrentChange`
+    `fenced` when another member holds the fence). A member that finds the fence held waits
+    for its holder (up to `wait_for_fence` seconds, while the holder's lease lives), so that
+    its own `init_host_with_rpc` sees the holder's outcome rather than `updating`; a fence
+    that goes stale meanwhile is taken over. Raises `HookFailed`, `ConcurrentChange`
     or another `CinderPromoteError` (the fence, if it was taken, is then released to
     `error` and the journal says why), or a database error.
     """
+
+    holder = holder or default_holder()
 
     def work() -> HookResult:
         with database(db_url, shared_engine) as engine:
@@ -133,7 +148,40 @@ def run_startup_hook(
                 holder=holder, lease_seconds=lease_seconds, wait_for_fence=wait_for_fence,
             )
 
-    return run_off_hub(work)
+    try:
+        return run_off_hub(work)
+    except Exception:
+        raise   # the hook released its fence (to 'error') and journaled why
+    except BaseException as exc:
+        # The service is stopping: on SIGTERM oslo.service kills the green thread that waits
+        # here (GreenletExit) and then ends the process, native thread and all, so the hook
+        # never gets to release its fence. Release it from here, or it would stay
+        # 'updating' until its lease expires.
+        release_interrupted(db_url, shared_engine, host=host, cluster=cluster, holder=holder, cause=exc)
+        raise
+
+
+class ServiceStopped(RuntimeError):
+    """What the journal says of a hook whose service was stopped while it ran."""
+
+
+def release_interrupted(db_url: str | None, shared_engine: EngineSource | None, *, host: str,
+                        cluster: str | None, holder: str, cause: BaseException) -> int:
+    """Release to 'error' every fence `holder` holds on the target, journaling why; how many."""
+    reason = ServiceStopped(f"the volume service was stopped ({type(cause).__name__}) while the driver's"
+                            " update_host_replication ran; nothing of its answer was written")
+    released = 0
+    try:
+        with database(db_url, shared_engine) as engine:
+            with engine.connect() as conn:
+                target = resolve(conn, backend_host=None if cluster else host, cluster=cluster or None)
+                mine = [e for e in journal.running_entries(conn, target.kind, target.name) if e.holder == holder]
+            for entry in mine:
+                lease = Lease(target, entry.id, holder, 0, entry.status_before, None, None)
+                released += release_on_failure(engine, lease, reason)
+    except Exception as exc:  # noqa: BLE001 - stopping anyway: the lease expires in the end
+        LOG.warning("could not release the fence of %s after the service was stopped: %s", holder, exc)
+    return released
 
 
 def hook_set_replication_status(
@@ -226,6 +274,9 @@ PATCH_MARKERS: dict[str, tuple[PatchMarker, ...]] = {
     "0005-cinder-manage-reset-active-backend.patch": (
         PatchMarker("cinder/cmd/manage.py", "    @args('--enable-service', action='store_true', default=False,"),
         PatchMarker("cinder/db/api.py", "    promote = _cinder_promote()"),
+    ),
+    "0006-rbd-update-host-replication.patch": (
+        PatchMarker("cinder/volume/drivers/rbd.py", "    def _ensure_mirror_peer(self, primary, ioctx, target):"),
     ),
 }
 

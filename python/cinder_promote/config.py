@@ -14,6 +14,7 @@ operator means now, so it beats a variable exported earlier.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 
 from oslo_config import cfg
@@ -81,3 +82,47 @@ def load(config_files: list[str] | None = None, config_dir: str | None = None, d
     else:
         url, source = env_url, DB_URL_ENV
     return Settings(db_url=url, service_down_time=int(down_time), config_files=files, db_source=source)
+
+
+# -- the volume backends a cinder.conf configures -------------------------------------------------------
+
+# Cinder's default when neither the backend's section nor [backend_defaults] sets volume_driver.
+DEFAULT_VOLUME_DRIVER = "cinder.volume.drivers.lvm.LVMVolumeDriver"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One `enabled_backends` entry: its section, the service host it runs as, its driver."""
+
+    name: str
+    host: str  # host@backend, as the cinder-volume service of this node is named
+    volume_driver: str
+
+
+def configured_backends(config_files: list[str] | None = None, config_dir: str | None = None) -> list[Backend]:
+    """The volume backends of the configuration, read as cinder-volume reads them.
+
+    `enabled_backends` lists the sections; each section's `volume_driver` falls back to
+    `[backend_defaults]`, then to Cinder's default (LVM); the host is the section's `backend_host`,
+    else `[DEFAULT] host`, else this machine's name. No configuration file, or no
+    `enabled_backends`: no backends.
+    """
+    conf = cfg.ConfigOpts()
+    conf.register_opts([cfg.ListOpt("enabled_backends", default=[]),
+                        cfg.StrOpt("host", default=socket.gethostname())])
+    conf.register_opts([cfg.StrOpt("volume_driver")], group="backend_defaults")
+    args: list[str] = []
+    for path in config_files or []:
+        args += ["--config-file", path]
+    if config_dir:
+        args += ["--config-dir", config_dir]
+    try:
+        conf(args=args, project="cinder", use_env=False)
+        names = [n for n in conf.enabled_backends or [] if n]
+        for name in names:
+            conf.register_opts([cfg.StrOpt("volume_driver"), cfg.StrOpt("backend_host")], group=name)
+        default_driver = conf.backend_defaults.volume_driver or DEFAULT_VOLUME_DRIVER
+        return [Backend(name, f"{conf[name].backend_host or conf.host}@{name}",
+                        conf[name].volume_driver or default_driver) for name in names]
+    except (cfg.Error, ValueError, OSError) as exc:
+        raise ConfigError(f"cannot read the volume backends of the configuration: {exc}") from None

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Engine
 
 from . import engine as core
 from .db import bulk, journal, queries
-from .db.connect import database_message, is_database_error, lost_race, retry_lost_races
+from .db.connect import database_message, fast_engine, fast_paths_enabled, is_database_error, lost_race, retry_lost_races
 from .errors import (CinderPromoteError, ConcurrentChange, DatabaseUnavailable, DriverAnswerError, HookFailed,
                      Interrupted)
 from .fence import OPERATION, Busy, Lease, LeaseKeeper, acquire, wait_until_released
@@ -70,6 +70,11 @@ class HookResult:
     volumes_loaded: int = 0
     groups_loaded: int = 0
     taken_over_from: int | None = None
+    # How it was done: the database driver of the load and write (e.g. "mysqldb" for a
+    # mysql+pymysql URL with mysqlclient installed), and the tables whose identical
+    # update was one UPDATE by host or cluster after the exact-rows proof.
+    database_driver: str | None = None
+    written_by_owner: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     message: str = ""
 
@@ -82,6 +87,7 @@ class HookResult:
             "volumes": {"loaded": self.volumes_loaded, "updated": self.volumes_updated},
             "groups": {"loaded": self.groups_loaded, "updated": self.groups_updated},
             "taken_over_from": self.taken_over_from,
+            "paths": {"database_driver": self.database_driver, "written_by_owner": self.written_by_owner},
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
             "message": self.message,
         }
@@ -145,22 +151,38 @@ def update_host_replication(
 
     with timer.phase("fence", f"taking the fence on {target.label}"):
         outcome = acquire(engine, target, holder=holder, lease_seconds=lease_seconds)
+    released = False
+    if isinstance(outcome, Busy) and wait_for_fence > 0:
+        timer.say("fence", f"{target.label} is fenced: {outcome.fence.describe()}; waiting for its holder")
+        released = wait_until_released(engine, target, wait_for_fence)
+        if not released:
+            # Gone stale while we waited (its holder died): take it over and do the work.
+            # Still live after the wait: Busy again, and the caller goes on without it.
+            with timer.phase("fence", f"taking the fence on {target.label}"):
+                outcome = acquire(engine, target, holder=holder, lease_seconds=lease_seconds)
     if isinstance(outcome, Busy):
         result.outcome = "fenced"
         result.journal_id = outcome.fence.journal_ids[0] if outcome.fence.journal_ids else None
-        released = wait_for_fence > 0 and wait_until_released(engine, target, wait_for_fence)
         result.message = (f"{target.label} is fenced: {outcome.fence.describe()}; its holder runs the driver"
-                          + ("; the fence has since been released" if released else ""))
+                          + ("; the fence has since been released" if released else
+                             f"; still held after waiting {wait_for_fence:g} s" if wait_for_fence > 0 else ""))
         return result
     lease = outcome
     result.journal_id, result.taken_over_from = lease.journal_id, lease.taken_over_from
     result.status_before = lease.status_before
     try:
         with LeaseKeeper(engine, lease) as keeper, queries.records_spared_by_collector():
-            _work(engine, hook, lease, target, context, timer, result, keeper)
+            # The fence and its lease stay on the caller's engine; the bulk load and write may
+            # use a faster database driver on the same database (MariaDB/MySQL: mysqlclient).
+            bulk_engine = fast_engine(engine)
+            try:
+                _work(bulk_engine or engine, hook, lease, target, context, timer, result, keeper)
+            finally:
+                if bulk_engine is not None:
+                    bulk_engine.dispose()
     except BaseException as exc:
         # Guarded by the journal entry: a fence taken over meanwhile is left to its new holder.
-        released = _release_on_failure(engine, lease, exc)
+        released = release_on_failure(engine, lease, exc)
         fence_note = (f"the fence was released to 'error' (journal {lease.journal_id})" if released else
                       f"the fence could not be released: it stays until its lease expires (journal {lease.journal_id})")
         if isinstance(exc, CinderPromoteError) and not isinstance(exc, DriverAnswerError):
@@ -192,7 +214,8 @@ def _work(engine: Engine, hook: Callable[..., Any], lease: Lease, target: Target
           timer: _Timer, result: HookResult, keeper: LeaseKeeper) -> None:
     cluster_name = target.cluster.name if target.cluster is not None else None
     host = None if cluster_name is not None else target.name
-    with timer.phase("load", "loading volumes and groups"), engine.connect() as conn:
+    result.database_driver = engine.dialect.driver
+    with timer.phase("load", f"loading volumes and groups ({engine.dialect.driver})"), engine.connect() as conn:
         volumes = queries.load_volumes(conn, host=host, cluster_name=cluster_name)
         groups = queries.load_groups(conn, host=host, cluster_name=cluster_name)
     result.volumes_loaded, result.groups_loaded = len(volumes), len(groups)
@@ -215,7 +238,8 @@ def _work(engine: Engine, hook: Callable[..., Any], lease: Lease, target: Target
     result.changed = bool(plan["volumes"]["count"] or plan["groups"]["count"]
                           or (status_after, backend_after) != (lease.status_before, lease.active_backend_id))
     with timer.phase("apply", f"writing {plan['volumes']['count']} volume and {plan['groups']['count']} group update(s)"):
-        _apply(engine, plan, lease, target, status_after, backend_after, timer, keeper, changed=result.changed)
+        result.written_by_owner = _apply(engine, plan, lease, target, status_after, backend_after, timer, keeper,
+                                         changed=result.changed)
     result.status_after, result.active_backend_id = status_after, backend_after
     result.volumes_updated, result.groups_updated = plan["volumes"]["count"], plan["groups"]["count"]
 
@@ -279,16 +303,37 @@ def _explain_unknown_ids(engine: Engine, details: list[str]) -> list[str]:
     return explained
 
 
-def write_plan(writer: bulk.Writer, plan: dict[str, Any], say: Callable[[str], None] | None = None) -> None:
+def write_plan(writer: bulk.Writer, plan: dict[str, Any], say: Callable[[str], None] | None = None,
+               owner: queries.Owner | None = None) -> list[str]:
     """Write the volumes and groups of a plan in the writer's transaction.
 
-    Raises ConcurrentChange when fewer rows were written than planned (a row
-    was deleted meanwhile): the caller's transaction then rolls back.
+    With `owner` (the target's host or cluster), a table whose every update is one
+    identical update is written by one UPDATE of the owner's rows when the writer
+    proves that those are exactly the named rows (`Writer.update_set_of_owner`);
+    otherwise, and without `owner`, by id chunks.
+
+    Returns the tables written by owner. Raises ConcurrentChange when fewer rows
+    were written than planned (a row was deleted meanwhile): the caller's
+    transaction then rolls back.
     """
+    by_owner_tables = []
     for table_name in ("volumes", "groups"):
         part = plan[table_name]
         written = 0
-        for chunk in part["sets"]:
+        sets = part["sets"]
+        by_owner = None
+        if owner is not None and sets and not part["rows"] and all(c["values"] == sets[0]["values"] for c in sets):
+            ids = [i for chunk in sets for i in chunk["ids"]]
+            by_owner = writer.update_set_of_owner(table_name, sets[0]["values"], ids, owner)
+            if say is not None:
+                say(f"{table_name}: " + ("the named rows are exactly the target's: one UPDATE by "
+                                         + ("cluster" if owner.cluster_name is not None else "host")
+                                         if by_owner is not None else
+                                         "the named rows are not exactly the target's: writing them by id"))
+        if by_owner is not None:
+            written, sets = by_owner, []
+            by_owner_tables.append(table_name)
+        for chunk in sets:
             written += writer.update_set(table_name, chunk["values"], chunk["ids"])
             if say is not None:
                 say(f"{table_name}: {written}/{part['count']} written")
@@ -307,17 +352,21 @@ def write_plan(writer: bulk.Writer, plan: dict[str, Any], say: Callable[[str], N
                 f"{part['count'] - written} of the {table_name} to update changed (deleted?) while the driver"
                 f" worked; rolled back, nothing was written"
             )
+    return by_owner_tables
 
 
 def _apply(engine: Engine, plan: dict[str, Any], lease: Lease, target: Target, status_after: str | None,
-           backend_after: str | None, timer: _Timer, keeper: LeaseKeeper, *, changed: bool) -> None:
+           backend_after: str | None, timer: _Timer, keeper: LeaseKeeper, *, changed: bool) -> list[str]:
     after = {"replication_status": status_after, "active_backend_id": backend_after,
              "set_by_driver": sorted(plan["service"])}
+    cluster_name = target.cluster.name if target.cluster is not None else None
+    owner = (queries.Owner(None if cluster_name is not None else target.name, cluster_name)
+             if fast_paths_enabled() and bulk.proves_exact_rows(engine) else None)
 
-    def write() -> None:
+    def write() -> list[str]:
         now = utcnow()
         with bulk.transaction(engine) as writer:
-            write_plan(writer, plan, lambda message: timer.say("apply", message))
+            by_owner = write_plan(writer, plan, lambda message: timer.say("apply", message), owner)
             if keeper.lost or not journal.finish(
                 writer, lease.journal_id, lease.holder, state=journal.DONE if changed else journal.UNCHANGED,
                 now=now, after=after,
@@ -338,18 +387,19 @@ def _apply(engine: Engine, plan: dict[str, Any], lease: Lease, target: Target, s
                 journal.prune_unchanged(writer, operation=OPERATION, target_kind=target.kind, target=target.name,
                                         keep_id=lease.journal_id)
             timer.say("apply", "committing")
+        return by_owner
 
     try:
         # All or nothing, so a write that lost a race (a deadlock, or a Galera
         # certification failure at COMMIT) is simply written again from the plan.
-        retry_lost_races(write, f"the write of {target.label}")
+        return retry_lost_races(write, f"the write of {target.label}")
     except Exception as exc:
         if lost_race(exc):
             raise ConcurrentChange(f"another writer changed {target.label} while committing; rolled back") from exc
         raise
 
 
-def _release_on_failure(engine: Engine, lease: Lease, exc: BaseException) -> bool:
+def release_on_failure(engine: Engine, lease: Lease, exc: BaseException) -> bool:
     """Release the fence to `error` and journal why, if the fence is still ours; True when released."""
     reason = exc.message if isinstance(exc, (CinderPromoteError, Interrupted)) else f"{type(exc).__name__}: {exc}"
     if isinstance(exc, CinderPromoteError) and exc.details:

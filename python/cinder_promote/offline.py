@@ -38,7 +38,7 @@ def run_offline(
         raise Refused(f"refused to run the hook offline on {target.label}: it is running; nothing was written",
                       details=problems)
     context = OfflineContext()
-    _setup(driver, context)
+    setup_driver(driver, context)
     return update_host_replication(
         engine, driver, host=target.name if target.cluster is None else None,
         cluster=target.name if target.cluster is not None else None,
@@ -46,7 +46,7 @@ def run_offline(
     )
 
 
-def _setup(driver: Any, context: Any) -> None:
+def setup_driver(driver: Any, context: Any) -> None:
     """What Cinder does before the hook: do_setup, then check_for_setup_error."""
     for step, args in (("do_setup", (context,)), ("check_for_setup_error", ())):
         method = getattr(driver, step, None)

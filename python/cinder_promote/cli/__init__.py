@@ -15,7 +15,7 @@ import typer
 
 from .. import __version__
 from ..db import watch
-from . import bench, check, demo, hook, journal, patch, reset, status
+from . import bench, check, demo, drivers, hook, journal, patch, reset, status
 from .help import Group
 from .state import CliState
 
@@ -64,6 +64,7 @@ journal.register(app)
 bench.register(app)
 demo.register(app)
 patch.register(app)
+drivers.register(app)
 
 
 def main() -> None:

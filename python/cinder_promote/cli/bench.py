@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..drivers import parse_options
 from ..engine import ENGINES
 from ..errors import UsageError
 from .errors import handled
@@ -24,6 +25,8 @@ def startup_command(
     engine: Annotated[str, typer.Option("--engine", help="native, or reference (the pure-Python twin).")] = "native",
     chart: Annotated[Optional[str], typer.Option("--chart", help="Write a PNG chart of the phases here.")] = None,
     memory: Annotated[bool, typer.Option("--memory", help="Sample the resident memory while the hook runs (JSON and chart).")] = False,
+    driver: Annotated[Optional[str], typer.Option("--driver", help="Time this driver's hook, as module:Class \\[default: the reference driver].", show_default=False)] = None,
+    driver_option: Annotated[Optional[list[str]], typer.Option("--driver-option", help="key=value passed to the driver's constructor; repeatable.")] = None,
     output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table for people, json for scripts.")] = OutputFormat.table,
 ) -> None:
     """Seed volumes and groups, then time the startup hook end to end and by phase."""
@@ -32,14 +35,15 @@ def startup_command(
     from .. import bench  # the hook and the database layer: not imported for --help
 
     result = bench.startup(volumes=volumes, groups=groups, db_url=db_url, engine_name=engine,
-                           memory=memory)
+                           memory=memory, driver_spec=driver, driver_options=parse_options(driver_option or []))
     if chart:
         bench.write_chart(result, chart)
     if output is OutputFormat.json:
         print_json(result.to_json())
         return
     out = console()
-    table = new_table(f"{volumes} volumes + {groups} groups on {result.database_version}, {engine} engine",
+    table = new_table(f"{volumes} volumes + {groups} groups on {result.database_version}, {engine} engine,"
+                      f" {result.driver}",
                       "phase", "seconds", "share")
     for phase, seconds in result.phases_s.items():
         table.add_row(phase, f"{seconds:.3f}", f"{100 * seconds / result.total_s:.0f}%")

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from sqlalchemy.engine import Engine
 
-from ..config import DB_URL_ENV, Settings, load
+from ..config import DB_URL_ENV, Backend, Settings, configured_backends, load
 from ..db.connect import masked, open_engine, parse_url
 
 
@@ -27,6 +27,11 @@ class CliState:
         if self._settings is None:
             self._settings = load(self.config_files, self.config_dir, self.db_url)
         return self._settings
+
+    def backends(self) -> list[Backend]:
+        """The volume backends the configuration lists (enabled_backends), none without it."""
+        self.settings()  # a configuration that cannot be read fails here, as for every command
+        return configured_backends(self.config_files, self.config_dir)
 
     def engine(self) -> Engine:
         settings = self.settings()

@@ -10,6 +10,8 @@ from rich.markup import escape
 from ..errors import UsageError
 from ..fence import Fence
 from ..status import StatusReport, collect
+from ..survey.backends import survey_backends
+from .drivers import SITE_PACKAGES_HELP, render_backends
 from .errors import handled
 from .help import Command
 from .render import OutputFormat, console, counts, new_table, print_json, show
@@ -21,23 +23,31 @@ def status_command(
     ctx: typer.Context,
     backend_host: Annotated[Optional[str], typer.Option("--backend-host", help="Only this volume service (a clustered one shows its cluster).")] = None,
     cluster: Annotated[Optional[str], typer.Option("--cluster", help="Only this cluster and its members.")] = None,
+    site_packages: Annotated[Optional[str], typer.Option("--site-packages", help=SITE_PACKAGES_HELP, show_default=False)] = None,
     output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table for people, json for scripts.")] = OutputFormat.table,
 ) -> None:
     """Show every cinder-volume service and cluster with its replication state.
 
     Up or down (Cinder's heartbeat rule), heartbeat age, disabled, frozen,
     replication status, active backend, the fence if any, and the counts of
-    its volumes and groups by replication status.
+    its volumes and groups by replication status. With a cinder.conf that
+    lists enabled_backends, also each backend's volume_driver and whether it
+    implements update_host_replication.
     """
     if backend_host is not None and cluster is not None:
         raise UsageError("give at most one of --backend-host and --cluster")
     cli = state(ctx)
     report = collect(cli.engine(), service_down_time=cli.settings().service_down_time,
                      backend_host=backend_host, cluster=cluster)
+    backends = survey_backends(cli.backends(), site_packages)
     if output is OutputFormat.json:
-        print_json(cli.json(report.to_json()))
+        data = report.to_json()
+        if backends:
+            data["backends"] = [b.to_json() for b in backends]
+        print_json(cli.json(data))
     else:
         render_status(report)
+        render_backends(backends)
 
 
 def _age(seconds: float | None) -> str:
