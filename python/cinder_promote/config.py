@@ -45,17 +45,22 @@ class Settings:
         return self.db_url
 
 
-def load(config_files: list[str] | None = None, config_dir: str | None = None, db_url: str | None = None) -> Settings:
-    conf = cfg.ConfigOpts()
-    conf.register_opts(_OPTS)
-    conf.register_opts(_DB_OPTS, group="database")
+def _oslo_args(config_files: list[str] | None, config_dir: str | None) -> list[str]:
+    """oslo.config's own command line for the files and folder the operator named."""
     args: list[str] = []
     for path in config_files or []:
         args += ["--config-file", path]
     if config_dir:
         args += ["--config-dir", config_dir]
+    return args
+
+
+def load(config_files: list[str] | None = None, config_dir: str | None = None, db_url: str | None = None) -> Settings:
+    conf = cfg.ConfigOpts()
+    conf.register_opts(_OPTS)
+    conf.register_opts(_DB_OPTS, group="database")
     try:
-        conf(args=args, project="cinder", use_env=False)
+        conf(args=_oslo_args(config_files, config_dir), project="cinder", use_env=False)
         connection = conf.database.connection
         down_time = conf.service_down_time
     except cfg.ConfigFilesNotFoundError as exc:
@@ -111,13 +116,8 @@ def configured_backends(config_files: list[str] | None = None, config_dir: str |
     conf.register_opts([cfg.ListOpt("enabled_backends", default=[]),
                         cfg.StrOpt("host", default=socket.gethostname())])
     conf.register_opts([cfg.StrOpt("volume_driver")], group="backend_defaults")
-    args: list[str] = []
-    for path in config_files or []:
-        args += ["--config-file", path]
-    if config_dir:
-        args += ["--config-dir", config_dir]
     try:
-        conf(args=args, project="cinder", use_env=False)
+        conf(args=_oslo_args(config_files, config_dir), project="cinder", use_env=False)
         names = [n for n in conf.enabled_backends or [] if n]
         for name in names:
             conf.register_opts([cfg.StrOpt("volume_driver"), cfg.StrOpt("backend_host")], group=name)
