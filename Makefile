@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: demo test e2e install venv system-deps servers cinder-venv cinder-tests rust-test pytest stubtest typecheck bench bench-report clean
+.PHONY: demo test e2e e2e-ceph install venv system-deps servers cinder-venv cinder-tests rust-test pytest stubtest typecheck bench bench-report clean
 
 # Run the demo on the embedded SQLite default: no server, no Cinder install.
 demo: install
@@ -67,6 +67,13 @@ stubtest: install
 # The package's own annotations (py.typed: drivers import it), as pyproject's [tool.mypy] says.
 typecheck: install
 	$(PY) -m mypy
+
+# The fire drill on real storage: three Ceph clusters (scripts/ceph) with RBD mirroring and
+# Cinder's RBD driver patched with update_host_replication (tests/ceph). Not part of `make test`.
+e2e-ceph: install
+	scripts/install-system-deps --with-ceph
+	@set -e; eval "$$(scripts/servers start)"; \
+	  $(PY) -m pytest tests/ceph -m ceph -p no:cacheprovider $(PYTEST_ARGS)
 
 # The benches (benches/, pytest-benchmark): never part of `make test`.
 # bench-report also rewrites docs/benchmarks.md and its charts from the run.
