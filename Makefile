@@ -15,10 +15,12 @@ demo: install
 # Everything the tests need, then every test: Rust, stubs, pytest on SQLite,
 # PostgreSQL and MariaDB with Cinder 29.0.0's own schema, the workflow on a
 # whole Cinder deployment (the e2e selection, which plain pytest leaves out),
-# and Cinder's whole unit suite on the patched tree.
+# the fire drill on real Ceph storage (e2e-ceph), and Cinder's whole unit suite
+# on the patched tree.
 test: system-deps install rust-test stubtest typecheck cinder-venv
 	@servers_env="$$(scripts/servers start)" || { echo "scripts/servers start failed" >&2; exit 1; }; \
 	  eval "$$servers_env"; $(PY) -m pytest $(PYTEST_ARGS) && $(PY) -m pytest -m e2e tests/e2e $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory e2e-ceph
 	@$(MAKE) --no-print-directory cinder-tests
 
 # The admin guide's story end to end on a real deployment (tests/e2e: RabbitMQ,
@@ -69,7 +71,7 @@ typecheck: install
 	$(PY) -m mypy
 
 # The fire drill on real storage: three Ceph clusters (scripts/ceph) with RBD mirroring and
-# Cinder's RBD driver patched with update_host_replication (tests/ceph). Not part of `make test`.
+# Cinder's RBD driver patched with update_host_replication (tests/ceph); `make test` runs it too.
 e2e-ceph: install
 	scripts/install-system-deps --with-ceph
 	@set -e; eval "$$(scripts/servers start)"; \
