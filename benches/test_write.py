@@ -68,7 +68,7 @@ def prepare_ours(url: str, rows: list[tuple], same: dict[str, str] | None):
     def run() -> int:
         try:
             with bulk.transaction(engine) as writer:
-                hook.write_plan(writer, plan, owner=owner)
+                hook.write_plan(writer, plan, owner=owner, loaded={"volumes": len(ids), "groups": 0})
         finally:
             engine.dispose()
             opened.dispose()
