@@ -172,6 +172,7 @@ def main():
     result = getattr(server.manager, '_host_replication_result', None)
     print('STARTUP ' + json.dumps({
         'start_s': start_s, 'phases_s': PHASES, 'hook': result.to_json() if result is not None else None,
+        'collections': [generation['collections'] for generation in gc.get_stats()],
         'hook_error': getattr(server.manager, '_host_replication_error', None),
     }), flush=True)
     server.stop()
