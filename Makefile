@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: demo test e2e install venv system-deps servers cinder-venv cinder-tests rust-test pytest stubtest typecheck bench bench-report clean
+.PHONY: demo test e2e e2e-ceph install venv system-deps servers cinder-venv cinder-tests rust-test pytest stubtest typecheck bench bench-report clean
 
 # Run the demo on the embedded SQLite default: no server, no Cinder install.
 demo: install
@@ -15,10 +15,12 @@ demo: install
 # Everything the tests need, then every test: Rust, stubs, pytest on SQLite,
 # PostgreSQL and MariaDB with Cinder 29.0.0's own schema, the workflow on a
 # whole Cinder deployment (the e2e selection, which plain pytest leaves out),
-# and Cinder's whole unit suite on the patched tree.
+# the fire drill on real Ceph storage (e2e-ceph), and Cinder's whole unit suite
+# on the patched tree.
 test: system-deps install rust-test stubtest typecheck cinder-venv
 	@servers_env="$$(scripts/servers start)" || { echo "scripts/servers start failed" >&2; exit 1; }; \
 	  eval "$$servers_env"; $(PY) -m pytest $(PYTEST_ARGS) && $(PY) -m pytest -m e2e tests/e2e $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory e2e-ceph
 	@$(MAKE) --no-print-directory cinder-tests
 
 # The admin guide's story end to end on a real deployment (tests/e2e: RabbitMQ,
@@ -67,6 +69,13 @@ stubtest: install
 # The package's own annotations (py.typed: drivers import it), as pyproject's [tool.mypy] says.
 typecheck: install
 	$(PY) -m mypy
+
+# The fire drill on real storage: three Ceph clusters (scripts/ceph) with RBD mirroring and
+# Cinder's RBD driver patched with update_host_replication (tests/ceph); `make test` runs it too.
+e2e-ceph: install
+	scripts/install-system-deps --with-ceph
+	@set -e; eval "$$(scripts/servers start)"; \
+	  $(PY) -m pytest tests/ceph -m ceph -p no:cacheprovider $(PYTEST_ARGS)
 
 # The benches (benches/, pytest-benchmark): never part of `make test`.
 # bench-report also rewrites docs/benchmarks.md and its charts from the run.

@@ -80,6 +80,7 @@ UPSTREAM_PASSES = {
     "cinder.tests.unit.test_service": 28,
     "cinder.tests.unit.objects.test_group": 22,
     "cinder.tests.unit.volume.test_driver": 47,
+    "cinder.tests.unit.volume.drivers.test_rbd": 196,
 }
 
 pytestmark = pytest.mark.timeout(1200)

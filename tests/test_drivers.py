@@ -243,8 +243,11 @@ def test_a_patched_basevd_subclass_implementing_the_hook_is_ready(patched_venv):
     assert proc.returncode == 0, proc.stderr[-3000:]
     tree = json.loads(proc.stdout)
     assert tree["cinder"]["patched"] is True and tree["cinder"]["version"] == "29.0.0"
-    # BaseVD's documented placeholder is not an implementation.
-    assert len(tree["drivers"]) == 40 and not any(d["update_host_replication"] for d in tree["drivers"])
+    # BaseVD's documented placeholder is not an implementation; patch 0006's RBD driver (and the
+    # RBD iSCSI driver, which inherits its replication) are the series' only drivers with the hook.
+    assert len(tree["drivers"]) == 40
+    assert sorted(d["class"] for d in tree["drivers"] if d["update_host_replication"]) == [
+        "RBDDriver", "RBDISCSIDriver"]
 
     hook_driver = "cinder.tests.unit.volume.test_init_host.FakeHostReplicationDriver"
     proc = subprocess.run(

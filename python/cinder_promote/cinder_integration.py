@@ -275,6 +275,9 @@ PATCH_MARKERS: dict[str, tuple[PatchMarker, ...]] = {
         PatchMarker("cinder/cmd/manage.py", "    @args('--enable-service', action='store_true', default=False,"),
         PatchMarker("cinder/db/api.py", "    promote = _cinder_promote()"),
     ),
+    "0006-rbd-update-host-replication.patch": (
+        PatchMarker("cinder/volume/drivers/rbd.py", "    def _ensure_mirror_peer(self, primary, ioctx, target):"),
+    ),
 }
 
 
