@@ -183,6 +183,24 @@ def test_the_writer_refuses_the_proof_for_a_list_with_an_id_twice(db, engine):
     assert set(_statuses(db, mine).values()) == {("enabled", "shared")}
 
 
+def test_the_proof_is_the_set_of_ids_not_their_count(db, engine):
+    """A volume created on the host and a named one deleted since the load: the host holds as
+    many live volumes as were named, and the UPDATE by host writes as many rows, yet not the
+    named ones. The proof compares the ids as a set: it fails, and the UPDATE by host is undone."""
+    _, mine, _ = _backend(db, n_volumes=40)
+    new = seed.volume_row(f"{HOST}#pool1", replication_status="failed-over")
+    with db.begin() as conn:
+        seed.add_volumes(conn, [new])
+        conn.execute(sa.text("UPDATE volumes SET deleted = 1 WHERE id = :i"), {"i": mine[0]})
+    owner = queries.Owner(HOST, None)
+    with bulk.transaction(engine) as writer:
+        assert writer.update_set_of_owner("volumes", dict(SHARED), mine, owner) is None
+        assert writer.update_set(table_name="volumes", values=dict(SHARED), ids=mine) == len(mine) - 1
+    assert _statuses(db, [new["id"]]) == {new["id"]: ("failed-over", None)}, "the volume nobody named is not written"
+    assert _statuses(db, mine[:1]) == {mine[0]: ("failed-over", None)}, "the deleted volume is not written"
+    assert set(_statuses(db, mine[1:]).values()) == {("enabled", "shared")}
+
+
 def test_a_volume_created_during_the_write_is_untouched(db, cinder_url, dialect, engine):
     """A volume created on the host while the hook writes by host, after its proof: on one
     MariaDB server the proof's locking read holds the insert until COMMIT; on Galera, made

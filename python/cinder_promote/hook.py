@@ -25,7 +25,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -239,7 +239,8 @@ def _work(engine: Engine, hook: Callable[..., Any], lease: Lease, target: Target
                           or (status_after, backend_after) != (lease.status_before, lease.active_backend_id))
     with timer.phase("apply", f"writing {plan['volumes']['count']} volume and {plan['groups']['count']} group update(s)"):
         result.written_by_owner = _apply(engine, plan, lease, target, status_after, backend_after, timer, keeper,
-                                         changed=result.changed)
+                                         changed=result.changed,
+                                         loaded={"volumes": result.volumes_loaded, "groups": result.groups_loaded})
     result.status_after, result.active_backend_id = status_after, backend_after
     result.volumes_updated, result.groups_updated = plan["volumes"]["count"], plan["groups"]["count"]
 
@@ -304,13 +305,14 @@ def _explain_unknown_ids(engine: Engine, details: list[str]) -> list[str]:
 
 
 def write_plan(writer: bulk.Writer, plan: dict[str, Any], say: Callable[[str], None] | None = None,
-               owner: queries.Owner | None = None) -> list[str]:
+               owner: queries.Owner | None = None, loaded: Mapping[str, int] | None = None) -> list[str]:
     """Write the volumes and groups of a plan in the writer's transaction.
 
     With `owner` (the target's host or cluster), a table whose every update is one
     identical update is written by one UPDATE of the owner's rows when the writer
     proves that those are exactly the named rows (`Writer.update_set_of_owner`);
-    otherwise, and without `owner`, by id chunks.
+    otherwise, and without `owner`, by id chunks. `loaded` (rows loaded per table) spares
+    the attempt, an UPDATE of the owner's rows rolled back, when fewer rows were named.
 
     Returns the tables written by owner. Raises ConcurrentChange when fewer rows
     were written than planned (a row was deleted meanwhile): the caller's
@@ -324,7 +326,8 @@ def write_plan(writer: bulk.Writer, plan: dict[str, Any], say: Callable[[str], N
         by_owner = None
         if owner is not None and sets and not part["rows"] and all(c["values"] == sets[0]["values"] for c in sets):
             ids = [i for chunk in sets for i in chunk["ids"]]
-            by_owner = writer.update_set_of_owner(table_name, sets[0]["values"], ids, owner)
+            if loaded is None or len(ids) == loaded[table_name]:
+                by_owner = writer.update_set_of_owner(table_name, sets[0]["values"], ids, owner)
             if say is not None:
                 say(f"{table_name}: " + ("the named rows are exactly the target's: one UPDATE by "
                                          + ("cluster" if owner.cluster_name is not None else "host")
@@ -356,7 +359,8 @@ def write_plan(writer: bulk.Writer, plan: dict[str, Any], say: Callable[[str], N
 
 
 def _apply(engine: Engine, plan: dict[str, Any], lease: Lease, target: Target, status_after: str | None,
-           backend_after: str | None, timer: _Timer, keeper: LeaseKeeper, *, changed: bool) -> list[str]:
+           backend_after: str | None, timer: _Timer, keeper: LeaseKeeper, *, changed: bool,
+           loaded: Mapping[str, int] | None = None) -> list[str]:
     after = {"replication_status": status_after, "active_backend_id": backend_after,
              "set_by_driver": sorted(plan["service"])}
     cluster_name = target.cluster.name if target.cluster is not None else None
@@ -366,7 +370,7 @@ def _apply(engine: Engine, plan: dict[str, Any], lease: Lease, target: Target, s
     def write() -> list[str]:
         now = utcnow()
         with bulk.transaction(engine) as writer:
-            by_owner = write_plan(writer, plan, lambda message: timer.say("apply", message), owner)
+            by_owner = write_plan(writer, plan, lambda message: timer.say("apply", message), owner, loaded)
             if keeper.lost or not journal.finish(
                 writer, lease.journal_id, lease.holder, state=journal.DONE if changed else journal.UNCHANGED,
                 now=now, after=after,

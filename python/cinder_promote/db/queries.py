@@ -327,6 +327,10 @@ def _load(conn: Connection, table: sa.Table, base: type[Record], host: str | Non
 _SPARE_LOADED: ContextVar[list[bool] | None] = ContextVar("cinder_promote_spare_loaded", default=None)
 
 
+# A collector threshold never reached (the largest C int).
+_NEVER = 2**31 - 1
+
+
 @contextmanager
 def records_spared_by_collector() -> Iterator[None]:
     """Around the hook's work: what the loads inside make is kept out of Python's
@@ -348,9 +352,16 @@ def records_spared_by_collector() -> Iterator[None]:
         return
     frozen: list[bool] = []
     token = _SPARE_LOADED.set(frozen)
+    thresholds = gc.get_threshold()
+    # No full collection while objects are frozen: it would measure the oldest generation
+    # without them and keep that size as the mark for the next full collection, so that
+    # after `gc.unfreeze()` the process (Cinder's volume manager loading every volume) ran
+    # full collections of everything far more often than before the hook.
+    gc.set_threshold(thresholds[0], thresholds[1], _NEVER)
     try:
         yield
     finally:
+        gc.set_threshold(*thresholds)
         _SPARE_LOADED.reset(token)
         if frozen:
             gc.unfreeze()
