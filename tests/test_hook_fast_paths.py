@@ -202,10 +202,11 @@ def test_the_proof_is_the_set_of_ids_not_their_count(db, engine):
 
 
 def test_a_volume_created_during_the_write_is_untouched(db, cinder_url, dialect, engine):
-    """A volume created on the host while the hook writes by host, after its proof: on one
-    MariaDB server the proof's locking read holds the insert until COMMIT; on Galera, made
-    through another node, the insert either aborts the hook's transaction (written again:
-    the proof then sees the new volume and falls back) or comes after its commit."""
+    """A volume created on the host while the hook writes by host, after its UPDATE by host
+    and proof: on one MariaDB server the UPDATE's locks on the host's range hold the insert
+    until COMMIT; on Galera, made through another node, the insert either aborts the hook's
+    transaction (written again: the proof then sees the new volume and falls back) or comes
+    after its commit."""
     _, mine, _ = _backend(db)
     other = galera.engine_on(cinder_url, 1) if dialect == "galera" else sa.create_engine(cinder_url)
     new = seed.volume_row(f"{HOST}#pool1", replication_status="failed-over")
