@@ -11,6 +11,8 @@ while cinder-api and cinder-scheduler use node 1.
 
 from __future__ import annotations
 
+import functools
+import sys
 
 import pytest
 import sqlalchemy as sa
@@ -65,6 +67,27 @@ def wait_members(operator: Operator, replication: str) -> dict[str, dict[str, st
     return {m: wait_service(operator, f"{m}@gold", replication=replication, timeout=90) for m in MEMBERS}
 
 
+# Stock Cinder 29.0.0: two fresh members of one cluster that start at the same moment through
+# different Galera nodes both create the cluster's row (Service._ensure_cluster_exists); the second
+# commit fails Galera's certification, a DBDeadlock that Cinder does not retry, and that service
+# exits before any code of ours runs. A process manager (systemd's Restart=on-failure) starts it
+# again; so does the rig, once, for that failure only.
+STOCK_CLUSTER_RACE = ("_ensure_cluster_exists", "DBDeadlock")
+
+
+def wait_ready_restarted_after_the_cluster_race(rig, name: str, start) -> None:  # noqa: ANN001
+    try:
+        rig.wait_volume_ready(name)
+    except RuntimeError:
+        log = rig.started_log(name)
+        if rig.running(name) or not all(mark in log for mark in STOCK_CLUSTER_RACE):
+            raise
+        print(f"{name}: exited in stock Cinder's cluster creation race (DBDeadlock); started again",
+              file=sys.stderr)
+        start()
+        rig.wait_volume_ready(name)
+
+
 def test_fresh_members_started_together(cluster_rig) -> None:  # noqa: ANN001 - a fixture's pair
     """Finding 1 in a cluster: two fresh members started together (one runs the hook, 10 s, the
     other finds the fence) both come up with the status stock Cinder derives, as the control
@@ -74,11 +97,14 @@ def test_fresh_members_started_together(cluster_rig) -> None:  # noqa: ANN001 - 
     members = ("node-3", "node-4")
     try:
         with phase(f"fresh cluster-silver@gold members started together ({'galera' if db_urls[0] else 'mariadb'})"):
-            for member, db_url in zip(members, db_urls):
-                rig.start_volume(f"volume-{member}", "gold", host=member, cluster="cluster-silver", db_url=db_url,
-                                 options={"simulator_hook_delay": 10})
-            for member in members:
-                rig.wait_volume_ready(f"volume-{member}")
+            starts = {member: functools.partial(rig.start_volume, f"volume-{member}", "gold", host=member,
+                                                cluster="cluster-silver", db_url=db_url,
+                                                options={"simulator_hook_delay": 10})
+                      for member, db_url in zip(members, db_urls)}
+            for start in starts.values():
+                start()
+            for member, start in starts.items():
+                wait_ready_restarted_after_the_cluster_race(rig, f"volume-{member}", start)
         rows = {m: wait_service(operator, f"{m}@gold") for m in members}
         assert {m: row["Replication Status"] for m, row in rows.items()} == {m: "enabled" for m in members}
     finally:
