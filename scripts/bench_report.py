@@ -22,6 +22,11 @@ REPO = Path(__file__).resolve().parents[1]
 # benches/test_startup.py's boots: Cinder as released, a full promotion at every boot (the worst
 # case), and a restart whose driver's answer changes nothing (the common case).
 STARTUP_CASES = {"unpatched": "unpatched", "patched": "patched, full promotion", "patched-restart": "patched, restart"}
+
+
+def startup_case(extra_info: dict) -> str:
+    """How a start-up boot is named in the report."""
+    return STARTUP_CASES.get(extra_info["who"], extra_info["who"])
 STARTUP_PHASES = ("init_host", "hook", "load_volumes", "load_snapshots", "count_capacity", "publish_capabilities",
                   "cleanup", "init_host_with_rpc", "gc")
 
@@ -278,7 +283,7 @@ class Report:
             if base is None:
                 continue
             added = median(b) / median(base) - 1
-            case = STARTUP_CASES.get(e["who"], e["who"])
+            case = startup_case(e)
             rows.append((f"cinder-volume `init_host` at {e['volumes']:,} volumes, {LABELS[e['dialect']]}, {case}",
                          "the hook adds <= 10% to the unpatched start-up",
                          f"{added * 100:+.1f}% ({seconds(median(b))} patched vs {seconds(median(base))} unpatched)",
@@ -376,7 +381,7 @@ class Report:
             hook_s = e.get("hook_s")
             base = one(self.b, kind="startup", who="unpatched", dialect=e["dialect"], volumes=e["volumes"])
             versus = f"{(median(b) / median(base) - 1) * 100:+.1f}%" if base is not None and b is not base else "-"
-            self.add(f"| {LABELS[e['dialect']]} | {e['volumes']:,} | {STARTUP_CASES.get(e['who'], e['who'])} |"
+            self.add(f"| {LABELS[e['dialect']]} | {e['volumes']:,} | {startup_case(e)} |"
                      f" {seconds(median(b))} | {versus} | {seconds(hook_s) if hook_s is not None else '-'} |")
         self.add("")
         phased = [b for b in rows if b["extra_info"].get("phases_s")]
@@ -391,7 +396,7 @@ class Report:
                 e = b["extra_info"]
                 cells = [seconds(e["phases_s"][n]) if n in e["phases_s"] else "-" for n in names]
                 hook_phases = ", ".join(f"{k} {seconds(v)}" for k, v in (e.get("hook_phases_s") or {}).items()) or "-"
-                self.add(f"| {LABELS[e['dialect']]} | {e['volumes']:,} | {STARTUP_CASES.get(e['who'], e['who'])} | "
+                self.add(f"| {LABELS[e['dialect']]} | {e['volumes']:,} | {startup_case(e)} | "
                          + " | ".join(cells) + f" | {hook_phases} |")
             self.add("")
 
