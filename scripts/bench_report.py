@@ -389,15 +389,16 @@ class Report:
             names = [n for n in STARTUP_PHASES if any(n in b["extra_info"]["phases_s"] for b in phased)]
             self.add("Where the start's time goes (medians of the boots; `init_host` holds the steps after it up to"
                      " `cleanup`, which is CleanableManager's part of it; `gc` is the cyclic collector's time anywhere"
-                     " in the start; the hook's own phases follow its time):", "",
-                     "| database | volumes | Cinder | " + " | ".join(names) + " | the hook's phases |",
-                     "| --- | --- | --- | " + " | ".join("---" for _ in names) + " | --- |")
+                     " in the start, `full gc` its full collections; the hook's own phases follow its time):", "",
+                     "| database | volumes | Cinder | " + " | ".join(names) + " | full gc | the hook's phases |",
+                     "| --- | --- | --- | " + " | ".join("---" for _ in names) + " | --- | --- |")
             for b in phased:
                 e = b["extra_info"]
                 cells = [seconds(e["phases_s"][n]) if n in e["phases_s"] else "-" for n in names]
                 hook_phases = ", ".join(f"{k} {seconds(v)}" for k, v in (e.get("hook_phases_s") or {}).items()) or "-"
+                full = e.get("full_collections")
                 self.add(f"| {LABELS[e['dialect']]} | {e['volumes']:,} | {startup_case(e)} | "
-                         + " | ".join(cells) + f" | {hook_phases} |")
+                         + " | ".join(cells) + f" | {'-' if full is None else f'{full:g}'} | {hook_phases} |")
             self.add("")
 
     def write_section(self, write: dict) -> None:
