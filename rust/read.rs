@@ -326,8 +326,10 @@ impl<'k, 'py> ReadList<'k, 'py> {
             let name = x.type_name(&row)?;
             return fail(planner::KnownProblem::NotATuple(name.as_str()));
         };
+        // The first `width` values are the row's; more may follow (the hook hands over its
+        // records, whose first columns are these).
         let width = self.target.known_columns().len();
-        if tuple.len() != width {
+        if tuple.len() < width {
             return fail(planner::KnownProblem::Length(tuple.len()));
         }
         // The tuple is held: its items live as long, and their texts with them.

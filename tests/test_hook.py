@@ -13,6 +13,7 @@ from conftest import HOOK_DIALECTS, hook_dialect, snapshot
 from hook_drivers import AnswerDriver, DistinctDriver, NoHookDriver
 from scenario import cluster, journal, row, stopped_service
 
+from cinder_promote.db import bulk
 from cinder_promote.db import journal as journal_sql
 from cinder_promote.db import seed
 from cinder_promote.errors import HookFailed
@@ -91,14 +92,20 @@ def test_good_path(db):
     assert (result.changed, result.service_update) == (True, {"replication_status": "enabled"})
 
 
-def test_restarts_with_the_same_answer_write_nothing(db):
+def test_restarts_with_the_same_answer_write_nothing(db, monkeypatch):
     """Every start runs the hook; an answer equal to what the rows hold writes no row and
-    leaves one `unchanged` journal entry per target, however many restarts."""
+    leaves one `unchanged` journal entry per target, however many restarts, on the
+    engine's own connection (PostgreSQL: no asyncpg connection opened for no row)."""
     sid, mine, _ = _backend(db)
     driver = DistinctDriver(service_status="enabled")
     first = update_host_replication(db, driver, host=HOST)
     assert first.changed and first.volumes_updated == len(mine)
     written = _volumes(db, mine)
+
+    def no_second_connection(engine):
+        raise AssertionError("a write of no row opened the asyncpg connection")
+
+    monkeypatch.setattr(bulk, "_asyncpg_transaction", no_second_connection)
     later = [update_host_replication(db, driver, host=HOST) for _ in range(3)]
     assert [(r.outcome, r.changed, r.volumes_updated, r.groups_updated) for r in later] == [("done", False, 0, 0)] * 3
     assert "nothing was written" in later[-1].message

@@ -510,18 +510,43 @@ def test_known_maps_must_be_dicts_of_current_values(both_engines):
         core.plan_updates(None, [], None, [], {}, 8, 1)
     with pytest.raises(TypeError, match="^known_groups: expected a dict, got NoneType$"):
         core.plan_updates(None, [], None, {}, None, 8, 1)
-    with pytest.raises(TypeError, match=r"^known_volumes\['v1'\] must be a tuple of 7 values, got str$"):
+    with pytest.raises(TypeError, match=r"^known_volumes\['v1'\] must be a tuple of at least 7 values, got str$"):
         core.plan_updates(None, [vol("v1")], None, {"v1": "available"}, {}, 8, 1)
-    with pytest.raises(TypeError, match=r"^known_volumes\['v1'\] must be a tuple of 7 values, got list$"):
+    with pytest.raises(TypeError, match=r"^known_volumes\['v1'\] must be a tuple of at least 7 values, got list$"):
         core.plan_updates(None, [vol("v1")], None, {"v1": list(current())}, {}, 8, 1)
-    with pytest.raises(TypeError, match=r"^known_groups\['g1'\] must be a tuple of 2 values, got a tuple of 7$"):
-        core.plan_updates(None, [], [{"group_id": "g1", "updates": {}}], {}, {"g1": current()}, 8, 1)
+    with pytest.raises(TypeError, match=r"^known_groups\['g1'\] must be a tuple of at least 2 values, got a tuple of 1$"):
+        core.plan_updates(None, [], [{"group_id": "g1", "updates": {}}], {}, {"g1": ("enabled",)}, 8, 1)
     with pytest.raises(TypeError, match=r"^known_volumes\['v1'\]\[6\] must be a string or None, got int$"):
         core.plan_updates(None, [vol("v1")], None, {"v1": current(3)}, {}, 8, 1)
     with pytest.raises(ValueError, match=r"^known_groups\['g1'\]\[1\] is not valid UTF-8$"):
         core.plan_updates(None, [], [{"group_id": "g1", "updates": {}}], {}, {"g1": (None, "\ud800")}, 8, 1)
     # Only the rows the answer names are read.
     assert core.plan_updates(None, [], None, {"v1": 3}, {}, 8, 1)["volumes"]["count"] == 0
+
+
+class _RowLike(tuple):
+    """A record-like tuple subclass: its own item access and iteration, which the planner must not call."""
+
+    def __getitem__(self, index):
+        raise AssertionError("the planner called __getitem__")
+
+    def __iter__(self):
+        raise AssertionError("the planner called __iter__")
+
+    def __len__(self):
+        raise AssertionError("the planner called __len__")
+
+
+def test_current_values_are_the_first_of_a_longer_tuple(both_engines):
+    """The hook hands over its records, whose first columns are VOLUME_KEYS / GROUP_KEYS:
+    the values after them are not read, whatever they are, and a tuple subclass is read as
+    the tuple it is."""
+    rows = {"v1": current("available", replication_status="enabled") + (3, object(), b"x"),
+            "v2": _RowLike(current("available") + ("more", 4))}
+    plan = core.plan_updates(None, [vol("v1", replication_status="enabled", status="available"),
+                                    vol("v2", replication_status="enabled")], None, rows, {}, 8, 1)
+    assert (plan["volumes"]["count"], plan["volumes"]["unchanged"]) == (1, 1)
+    assert [chunk["ids"] for chunk in plan["volumes"]["sets"] + plan["volumes"]["rows"]] == [["v2"]]
 
 
 def test_the_keys_of_the_current_values(both_engines):

@@ -7,6 +7,7 @@ same messages; the tests run both. Only `engine.py` chooses between them.
 from __future__ import annotations
 
 import gc
+import itertools
 import operator
 import unicodedata
 from collections.abc import Iterator
@@ -270,18 +271,18 @@ def _check_service(service_update: Any, problems: list[str]) -> dict[str, str | 
 
 
 def _current_values(known: dict, name: str, ident: str, width: int) -> Any:
-    """The current values of a live row in the caller's map (a tuple of `width`
-    strings or None, in the order of VOLUME_KEYS / GROUP_KEYS), or _MISSING."""
+    """The current values of a live row in the caller's map (a tuple whose first `width`
+    values are strings or None, in the order of VOLUME_KEYS / GROUP_KEYS), or _MISSING."""
     current = dict.get(known, ident, _MISSING)
     if current is _MISSING:
         return current
     at = f"{name}[{_quote(ident)}]"
     if not _is(current, tuple):
-        raise TypeError(f"{at} must be a tuple of {width} values, got {_type_name(current)}")
-    if tuple.__len__(current) != width:
-        raise TypeError(f"{at} must be a tuple of {width} values, got a tuple of {tuple.__len__(current)}")
+        raise TypeError(f"{at} must be a tuple of at least {width} values, got {_type_name(current)}")
+    if tuple.__len__(current) < width:
+        raise TypeError(f"{at} must be a tuple of at least {width} values, got a tuple of {tuple.__len__(current)}")
     values = []
-    for k, value in enumerate(tuple.__iter__(current)):
+    for k, value in enumerate(itertools.islice(tuple.__iter__(current), width)):
         if value is not None and not _is(value, str):
             raise TypeError(f"{at}[{k}] must be a string or None, got {_type_name(value)}")
         if value is not None and not _is_utf8(value):

@@ -35,7 +35,7 @@ pub fn known_not_a_dict(target: Target, type_name: &str) -> Error {
 pub enum KnownProblem<'a> {
     /// Not a tuple: the name of its type.
     NotATuple(&'a str),
-    /// A tuple of this many values, not [`Target::known_columns`]'s.
+    /// A tuple of this many values, fewer than [`Target::known_columns`]'s.
     Length(usize),
     /// Value `k` is not a str or None: the name of its type.
     ValueType(usize, &'a str),
@@ -43,14 +43,14 @@ pub enum KnownProblem<'a> {
     ValueNotUtf8(usize),
 }
 
-/// `known_volumes['v1'] must be a tuple of 7 values, got int`, and the like.
+/// `known_volumes['v1'] must be a tuple of at least 7 values, got int`, and the like.
 pub fn known_row_error(target: Target, id: &str, problem: KnownProblem<'_>) -> Error {
     let at = format!("{}[{}]", target.known_name(), quote(id));
     let width = target.known_columns().len();
     match problem {
-        KnownProblem::NotATuple(t) => Error::ArgumentType(format!("{at} must be a tuple of {width} values, got {t}")),
+        KnownProblem::NotATuple(t) => Error::ArgumentType(format!("{at} must be a tuple of at least {width} values, got {t}")),
         KnownProblem::Length(n) => {
-            Error::ArgumentType(format!("{at} must be a tuple of {width} values, got a tuple of {n}"))
+            Error::ArgumentType(format!("{at} must be a tuple of at least {width} values, got a tuple of {n}"))
         }
         KnownProblem::ValueType(k, t) => Error::ArgumentType(format!("{at}[{k}] must be a string or None, got {t}")),
         KnownProblem::ValueNotUtf8(k) => Error::ArgumentValue(format!("{at}[{k}] is not valid UTF-8")),

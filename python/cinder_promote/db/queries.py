@@ -302,15 +302,17 @@ class _InThread:
             raise error
 
 
-def _load(conn: Connection, table: sa.Table, base: type[Record], host: str | None, cluster_name: str | None) -> list[Any]:
-    query = sa.select(table).where(_not_deleted(table), _owned_by(table, host=host, cluster_name=cluster_name))
+def _load(conn: Connection, table: sa.Table, base: type[Record], host: str | None, cluster_name: str | None,
+          first: tuple[str, ...]) -> list[Any]:
+    columns = [*(table.c[name] for name in first), *(c for c in table.c if c.name not in first)]
+    query = sa.select(*columns).where(_not_deleted(table), _owned_by(table, host=host, cluster_name=cluster_name))
     query = query.order_by(table.c.id)
-    names = tuple(c.name for c in table.c)
+    names = tuple(c.name for c in columns)
     dialect = conn.dialect
     if dialect.driver in _RAW_DRIVERS:
-        stored = {c.name: p for c in table.c if (p := c.type.dialect_impl(dialect).result_processor(dialect, None))}
+        stored = {c.name: p for c in columns if (p := c.type.dialect_impl(dialect).result_processor(dialect, None))}
         if dialect.driver == "mysqldb":  # DATETIME columns as text: see _mysqldb_batches
-            stored.update({c.name: _mysql_datetime for c in table.c if isinstance(c.type, sa.DateTime)})
+            stored.update({c.name: _mysql_datetime for c in columns if isinstance(c.type, sa.DateTime)})
         cls = record_type(base, names, stored)
         batches = _driver_batches(conn, query)
     else:  # SQLAlchemy's rows, streamed (a server-side cursor where the driver has one)
@@ -391,13 +393,19 @@ def _collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-def load_volumes(conn: Connection, *, host: str | None, cluster_name: str | None) -> list[VolumeRecord]:
-    """The backend's live volumes, by id, as records (see `models.Record`)."""
-    return _load(conn, volumes, VolumeRecord, host, cluster_name)
+def load_volumes(conn: Connection, *, host: str | None, cluster_name: str | None,
+                 first: tuple[str, ...] = ()) -> list[VolumeRecord]:
+    """The backend's live volumes, by id, as records (see `models.Record`).
+
+    The columns named in `first` come first in each record's tuple, the others in the
+    table's order: the hook hands its records to the planner as the rows' current values,
+    which the planner reads from the start of each tuple."""
+    return _load(conn, volumes, VolumeRecord, host, cluster_name, first)
 
 
-def load_groups(conn: Connection, *, host: str | None, cluster_name: str | None) -> list[GroupRecord]:
-    return _load(conn, groups, GroupRecord, host, cluster_name)
+def load_groups(conn: Connection, *, host: str | None, cluster_name: str | None,
+                first: tuple[str, ...] = ()) -> list[GroupRecord]:
+    return _load(conn, groups, GroupRecord, host, cluster_name, first)
 
 
 def describe_ids(conn: Connection, table_name: str, ids: list[str]) -> dict[str, str]:
