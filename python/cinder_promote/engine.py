@@ -65,8 +65,9 @@ def plan_updates(
     The three driver values are taken as the driver returned them (any type);
     `known_volumes` / `known_groups` map every live id of the backend to a
     tuple whose first values are its current values of VOLUME_KEYS /
-    GROUP_KEYS, in that order (more may follow, unread; a value equal to the current one is not written; an entry that changes
-    nothing counts in the plan's `unchanged`); `max_params` is the database's
+    GROUP_KEYS, in that order (more may follow, unread; a value equal to the
+    current one is not written; an entry that changes nothing counts in the
+    plan's `unchanged`); `max_params` is the database's
     bind-parameter limit (>= 8) and `min_group` the smallest number of
     identical updates written set-based.
     Raises DriverAnswerError naming every problem (the first 50) when the
