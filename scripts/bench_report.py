@@ -423,9 +423,18 @@ class Report:
                 f" ({(read_s + write_s) / median(base) * 100:.1f}% of the unpatched start: read"
                 f" `{f['read']['extra_info']['method']}` {seconds(read_s)}"
                 + (f", write `{f['write']['extra_info']['method']}` {seconds(write_s)}" if write_s else ", nothing written")
-                + f"; the floors of this run, per row), the hook took {seconds(e['hook_s'])} inside the start.")
+                + f"; the floors of this run, per row); the start took {seconds(median(b) - median(base))} more,"
+                f" of which the hook {seconds(e['hook_s'])}" + self.startup_rest(e, base["extra_info"]) + ".")
         if missed:
             self.add("What holds the start-up back where it misses the target:", "", *missed, "")
+
+    @staticmethod
+    def startup_rest(patched: dict, unpatched: dict) -> str:
+        """Where the rest of a start's growth went: Cinder's own steps, as medians against the unpatched boots."""
+        steps = [(name, patched["phases_s"].get(name, 0.0) - unpatched["phases_s"].get(name, 0.0))
+                 for name in ("load_volumes", "gc")]
+        grown = [f"`{name}` {'+' if delta >= 0 else '-'}{seconds(abs(delta))}" for name, delta in steps]
+        return "; Cinder's own steps against the unpatched boots: " + ", ".join(grown) if grown else ""
 
     def write_section(self, write: dict) -> None:
         self.add("## The write phase against each database's floor", "",
