@@ -270,6 +270,12 @@ WHO = ["unpatched", "patched", "patched-restart"]
 RESTART_TAG = "restart"
 
 
+def _median_phases(reports: list[dict]) -> dict[str, float]:
+    """Each step's median over the boots (0 in a boot that had no such step)."""
+    return {name: statistics.median(r["phases_s"].get(name, 0.0) for r in reports)
+            for name in sorted({n for r in reports for n in r["phases_s"]})}
+
+
 @pytest.mark.parametrize("who", WHO)
 @pytest.mark.parametrize("volumes", [pytest.param(n, id=f"{n // 1000}k") for n in SIZES])
 @pytest.mark.parametrize("dialect", [pytest.param(d, id=rig.LABELS[d]) for d in ("postgresql", "mysql")])
@@ -294,7 +300,7 @@ def test_startup_cost(benchmark, seeded, patched_venv, dialect, volumes, who, tm
 
     def run(tag):
         if paired_workdir is not None:  # the unpatched boot beside this one (see WHO)
-            paired.append(_boot(rig.cinder_venv(), paired_workdir, tag)["start_s"])
+            paired.append(_boot(rig.cinder_venv(), paired_workdir, tag))
             _prepare_service(database.url, who)
             database.vacuum()
         reports.append(_boot(venv, workdir, tag))
@@ -317,9 +323,9 @@ def test_startup_cost(benchmark, seeded, patched_venv, dialect, volumes, who, tm
         "hook_phases_s": ({name: statistics.median(r["hook"]["timings_s"].get(name, 0.0) for r in reports)
                            for name in reports[0]["hook"]["timings_s"]} if patched else None),
         "database_driver": reports[0]["hook"]["paths"]["database_driver"] if patched else None,
-        "paired_unpatched_s": paired or None,
+        "paired_unpatched_s": [r["start_s"] for r in paired] or None,
+        "paired_unpatched_phases_s": _median_phases(paired) if paired else None,
         # Full collections during the start: the hook must not make Cinder's own load run more of them.
         "full_collections": statistics.median(r["full_collections"] for r in reports),
-        "phases_s": {name: statistics.median(r["phases_s"].get(name, 0.0) for r in reports)
-                     for name in sorted({n for r in reports for n in r["phases_s"]})},
+        "phases_s": _median_phases(reports),
     })

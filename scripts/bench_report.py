@@ -447,10 +447,12 @@ class Report:
 
     @staticmethod
     def startup_rest(patched: dict, unpatched: dict) -> str:
-        """Where the rest of a start's growth went: Cinder's own steps, as medians against the unpatched boots."""
-        steps = [(name, patched["phases_s"].get(name, 0.0) - unpatched["phases_s"].get(name, 0.0))
-                 for name in ("load_volumes", "gc")]
-        return "; Cinder's own steps against the unpatched boots: " + ", ".join(
+        """Where the rest of a start's growth went: Cinder's own steps, as medians against the unpatched
+        boots taken beside the patched ones (`paired_unpatched_phases_s`), else the unpatched case's."""
+        paired = patched.get("paired_unpatched_phases_s")
+        base, which = (paired, "beside it") if paired else (unpatched["phases_s"], "of the unpatched case")
+        steps = [(name, patched["phases_s"].get(name, 0.0) - base.get(name, 0.0)) for name in ("load_volumes", "gc")]
+        return f"; Cinder's own steps against the unpatched boots {which}: " + ", ".join(
             f"`{name}` {'+' if delta >= 0 else '-'}{seconds(abs(delta))}" for name, delta in steps)
 
     def write_section(self, write: dict) -> None:

@@ -14,7 +14,6 @@ on MariaDB and Galera with them on and off.
 from __future__ import annotations
 
 import threading
-import time
 from datetime import datetime
 from typing import Any
 

@@ -36,12 +36,11 @@ from sqlalchemy.engine import Engine
 from .db import journal
 from .db.connect import open_engine, parse_url
 from .errors import ConfigError
-from .db import journal
 from .fence import Lease
 from .hook import DEFAULT_LEASE_SECONDS, HookResult, default_holder, release_on_failure, update_host_replication
 from .reset import ResetResult, build_request
-from .target import resolve
 from .reset import reset_active_backend as _reset
+from .target import resolve
 
 T = TypeVar("T")
 LOG = logging.getLogger(__name__)
