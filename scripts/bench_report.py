@@ -440,10 +440,21 @@ class Report:
                 f" ({(read_s + write_s) / base_s * 100:.1f}% of the unpatched start: read"
                 f" `{f['read']['extra_info']['method']}` {seconds(read_s)}"
                 + (f", write `{f['write']['extra_info']['method']}` {seconds(write_s)}" if write_s else ", nothing written")
-                + f"; the floors of this run, per row); the start took {seconds(median(b) - base_s)} more,"
+                + "; the floors of this run, per row)" + self.startup_left(e, budget - read_s - write_s)
+                + f"; the start took {seconds(median(b) - base_s)} more,"
                 f" of which the hook {seconds(e['hook_s'])}" + self.startup_rest(e, base["extra_info"]) + ".")
         if missed:
             self.add("What holds the start-up back where it misses the target:", "", *missed, "")
+
+    @staticmethod
+    def startup_left(patched: dict, left_s: float) -> str:
+        """What the target leaves beside the floors, against what the driver's answer and its planning took."""
+        phases = patched.get("hook_phases_s") or {}
+        answer_s = phases.get("driver", 0.0) + phases.get("plan", 0.0)
+        if left_s <= 0:
+            return ", more than the target allows"
+        return (f", which leaves {seconds(left_s)} for everything else the hook does; the driver's answer and its"
+                f" planning alone took {seconds(answer_s)}")
 
     @staticmethod
     def startup_rest(patched: dict, unpatched: dict) -> str:
