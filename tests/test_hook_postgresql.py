@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from hook_drivers import AnswerDriver, DistinctDriver
 from scenario import stopped_service
 
-from cinder_promote.db import seed
+from cinder_promote.db import bulk, seed
 from cinder_promote.drivers.bulk import UpdateList
 from cinder_promote.hook import update_host_replication
 
@@ -59,7 +59,16 @@ def _few(count: int):
     return AnswerDriver(answer)
 
 
-def test_a_write_that_grows_the_table_analyzes_it(db):
+@pytest.fixture(params=["asyncpg", "psycopg2"])
+def write_connection(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The write on asyncpg's connection, or on the engine's own psycopg2 connection, as
+    where asyncpg is not installed."""
+    if request.param == "psycopg2":
+        monkeypatch.setattr(bulk, "uses_asyncpg", lambda engine: False)
+    return request.param  # type: ignore[no-any-return]
+
+
+def test_a_write_that_grows_the_table_analyzes_it(db, write_connection):
     _backend(db)
     result = update_host_replication(db, DistinctDriver(), host=HOST)
     assert result.volumes_updated == VOLUMES
@@ -73,7 +82,7 @@ def test_a_write_that_fits_in_the_table_leaves_its_statistics_alone(db):
     assert _estimate(db) == PLANTED, "20 of 2,000 rows cannot grow the table by a tenth: no ANALYZE"
 
 
-def test_a_vacuum_elsewhere_skips_the_analyze_and_the_write_commits(db, caplog):
+def test_a_vacuum_elsewhere_skips_the_analyze_and_the_write_commits(db, write_connection, caplog):
     """ANALYZE waits for no VACUUM or ANALYZE of the table (its lock, SHARE UPDATE EXCLUSIVE,
     is held here by another session): after its lock timeout the write commits without it."""
     ids = _backend(db)
