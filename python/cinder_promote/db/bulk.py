@@ -7,7 +7,7 @@
   - PostgreSQL: asyncpg binary COPY into a temporary table, then one `UPDATE ... FROM`;
   - MariaDB/MySQL: a temporary table filled by LOAD DATA LOCAL INFILE (multi-row INSERTs
     where the server or client refuses it), then one `UPDATE ... JOIN`;
-  - SQLite: `UPDATE ... FROM (VALUES ...)` per chunk.
+  - SQLite: one prepared `UPDATE ... WHERE id = ?` run for every row by sqlite3's executemany.
 Never one round trip per row. Every statement's row count is checked by the caller.
 On PostgreSQL a table the write grew by more than a tenth is analyzed before COMMIT.
 
@@ -209,8 +209,8 @@ class Writer:
             return self._rows_by_copy(table_name, columns, chunks)
         if self.backend == "mysql":
             return self._rows_by_temp_table(table_name, columns, chunks)
-        if self.backend == "sqlite" and sqlite3.sqlite_version_info >= (3, 33, 0):
-            return sum(self._rows_by_values(table_name, columns, ids, values) for ids, values in chunks)
+        if self.backend == "sqlite":
+            return self._rows_by_sqlite_executemany(table_name, columns, chunks)
         return self._rows_by_executemany(table_name, columns, chunks)
 
     def analyze_grown(self) -> None:
@@ -235,14 +235,16 @@ class Writer:
 
     # -- per database ---------------------------------------------------------
 
-    def _rows_by_values(self, table_name: str, columns: list[str], ids: list[str], values: list[list[Any]]) -> int:
-        # SQLite names VALUES columns column1, column2, ...; no alias list allowed.
-        sets = ", ".join(f"{c} = v.column{i + 2}" for i, c in enumerate(columns))
-        row = "(" + ", ".join("?" * (len(columns) + 1)) + ")"
-        sql = (f"UPDATE {table_name} SET {sets} FROM (VALUES {', '.join([row] * len(ids))}) AS v "
-               f"WHERE {table_name}.id = v.column1 AND {table_name}.deleted = 0")
-        params = tuple(itertools.chain.from_iterable(zip(ids, *values)))
-        return self._execute(("raw", sql, params)).rowcount
+    def _rows_by_sqlite_executemany(self, table_name: str, columns: list[str],
+                                    chunks: Sequence[tuple[list[str], list[list[Any]]]]) -> int:
+        # One prepared UPDATE by primary key, stepped through every row by sqlite3 in C: 4-14% faster
+        # than `UPDATE ... FROM (VALUES ...)` per chunk in the write benches (docs/benchmarks.md,
+        # `executemany` against `values`), and on every SQLite version. sqlite3 sums the rows
+        # written by each step into the row count.
+        sets = ", ".join(f"{c} = ?" for c in columns)
+        sql = f"UPDATE {table_name} SET {sets} WHERE id = ? AND deleted = 0"
+        rows = [row for ids, values in chunks for row in zip(*values, ids)]
+        return self._execute(("many", sql, rows)).rowcount
 
     def _rows_by_temp_table(self, table_name: str, columns: list[str], chunks: Sequence[tuple[list[str], list[list[Any]]]]) -> int:
         temp = f"cinder_promote_rows_{next(_temp_names)}"
@@ -308,7 +310,7 @@ class Writer:
         return result.rowcount
 
     def _rows_by_executemany(self, table_name: str, columns: list[str], chunks: Sequence[tuple[list[str], list[list[Any]]]]) -> int:
-        # Fallback for PostgreSQL without asyncpg and old SQLite: psycopg2 runs it in pages.
+        # Fallback for PostgreSQL without asyncpg: psycopg2 runs it in pages.
         table = TABLES[table_name]
         statement = (sa.update(table).where(table.c.id == sa.bindparam("_id"), table.c.deleted == sa.false())
                      .values({c: sa.bindparam(f"_v_{c}") for c in columns}))
