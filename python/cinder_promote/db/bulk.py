@@ -209,8 +209,6 @@ class Writer:
             return self._rows_by_copy(table_name, columns, chunks)
         if self.backend == "mysql":
             return self._rows_by_temp_table(table_name, columns, chunks)
-        if self.backend == "sqlite":
-            return self._rows_by_sqlite_executemany(table_name, columns, chunks)
         return self._rows_by_executemany(table_name, columns, chunks)
 
     def analyze_grown(self) -> None:
@@ -220,7 +218,7 @@ class Writer:
         if self.backend != "postgresql":
             return
         for table_name in sorted(self._written):
-            if not self._execute(("raw", _PG_GROWN.format(table=TABLES[table_name].name), ())).scalar():
+            if not self._execute(("raw", _PG_GROWN.format(table=table_name), ())).scalar():
                 continue
             self._execute(("raw", "SAVEPOINT cinder_promote_analyze", ()))
             try:
@@ -234,17 +232,6 @@ class Writer:
                 self._execute(("raw", "RELEASE SAVEPOINT cinder_promote_analyze", ()))
 
     # -- per database ---------------------------------------------------------
-
-    def _rows_by_sqlite_executemany(self, table_name: str, columns: list[str],
-                                    chunks: Sequence[tuple[list[str], list[list[Any]]]]) -> int:
-        # One prepared UPDATE by primary key, stepped through every row by sqlite3 in C: 4-14% faster
-        # than `UPDATE ... FROM (VALUES ...)` per chunk in the write benches (docs/benchmarks.md,
-        # `executemany` against `values`), and on every SQLite version. sqlite3 sums the rows
-        # written by each step into the row count.
-        sets = ", ".join(f"{c} = ?" for c in columns)
-        sql = f"UPDATE {table_name} SET {sets} WHERE id = ? AND deleted = 0"
-        rows = [row for ids, values in chunks for row in zip(*values, ids)]
-        return self._execute(("many", sql, rows)).rowcount
 
     def _rows_by_temp_table(self, table_name: str, columns: list[str], chunks: Sequence[tuple[list[str], list[list[Any]]]]) -> int:
         temp = f"cinder_promote_rows_{next(_temp_names)}"
@@ -310,16 +297,15 @@ class Writer:
         return result.rowcount
 
     def _rows_by_executemany(self, table_name: str, columns: list[str], chunks: Sequence[tuple[list[str], list[list[Any]]]]) -> int:
-        # Fallback for PostgreSQL without asyncpg: psycopg2 runs it in pages.
-        table = TABLES[table_name]
-        statement = (sa.update(table).where(table.c.id == sa.bindparam("_id"), table.c.deleted == sa.false())
-                     .values({c: sa.bindparam(f"_v_{c}") for c in columns}))
-        total = 0
-        for ids, values in chunks:
-            rows = [{"_id": i, **{f"_v_{c}": v for c, v in zip(columns, vals)}} for i, *vals in zip(ids, *values)]
-            self._execute((statement, rows))
-            total += len(rows)  # executemany's rowcount is not trustworthy; the caller counts the rows
-        return total
+        # SQLite, and PostgreSQL without asyncpg: one prepared UPDATE by primary key, run for every
+        # row by the driver's executemany. On SQLite, 4-14% faster than `UPDATE ... FROM (VALUES ...)`
+        # per chunk in the write benches (docs/decisions.md). sqlite3 and psycopg2 both sum the
+        # rows written by each step into the row count that the caller checks.
+        mark, false = ("?", "0") if self.backend == "sqlite" else ("%s", "false")
+        sets = ", ".join(f"{c} = {mark}" for c in columns)
+        sql = f"UPDATE {table_name} SET {sets} WHERE id = {mark} AND deleted = {false}"
+        rows = [row for ids, values in chunks for row in zip(*values, ids)]
+        return self._execute(("many", sql, rows)).rowcount
 
 
 # LOAD DATA LOCAL refused: local_infile off on the server (1148; MariaDB 4166; MySQL 8 3948) or client (2068).
