@@ -283,6 +283,11 @@ def prepare_read(dialect: str, url: str, method: str, host: str) -> Runner:
 READ_METHODS = {"sqlite": ["sqlite3"], "postgresql": ["psycopg2", "asyncpg"],
                 "mysql": ["pymysql", "mysqlclient", "mysqlclient-raw-datetime"]}
 
+# The fastest read and distinct-values write of each database in the read and write benches
+# (docs/benchmarks.md): the hook bench measures these two beside each of its rounds.
+BEST_READ = {"sqlite": "sqlite3", "postgresql": "psycopg2", "mysql": "mysqlclient-raw-datetime"}
+BEST_WRITE = {"sqlite": "executemany", "postgresql": "copy-keys", "mysql": "load-data"}
+
 PREPARE = {"sqlite": prepare_sqlite, "postgresql": prepare_postgresql, "mysql": prepare_mysql}
 METHODS = {"sqlite": ["values", "executemany"], "postgresql": ["copy", "copy-keys", "unnest"],
            "mysql": ["temp-table", "temp-table-mysqlclient", "load-data"]}

@@ -15,12 +15,20 @@ same run.
 
 Target (issue 4): the hook at 100,000 volumes at least 100x Cinder's rows/s,
 on SQLite and PostgreSQL.
+
+Before each round of the hook, its database's best read floor and best write
+floor (floors.py, BEST_READ and BEST_WRITE) are timed on the same seeded rows,
+each on its own fresh copy: issue 15's target compares the whole hook with
+their sum, and measured minutes apart in the read and write benches the same
+code moved by up to a fifth between runs on this shared machine.
 """
 
 from __future__ import annotations
 
 import statistics
+import time
 
+import floors
 import pytest
 import rig
 
@@ -51,10 +59,12 @@ def test_startup(benchmark, seeded, dialect, who, tmp_path):
 def _hook(benchmark, database: rig.Seeded, dialect: str) -> None:
     results = []
     engines = []
+    beside: dict[str, list[float]] = {"read": [], "write": []}
 
     def setup():
         for engine in engines:
             engine.dispose()
+        _floors_beside(database, dialect, beside)
         engine = open_engine(database.fresh())
         engines.append(engine)
         driver = ReferenceDriver(replication_target=f"backend-{rig.new_tag()}")
@@ -75,7 +85,31 @@ def _hook(benchmark, database: rig.Seeded, dialect: str) -> None:
         "kind": "hook", "who": "cinder-promote", "dialect": dialect, "volumes": database.volumes,
         "groups": database.groups, "rows": database.volumes + database.groups,
         "phases_s": {p: statistics.median(r.timings.get(p, 0.0) for r in timed) for p in PHASES},
+        "floors_beside": {
+            kind: {"method": method, "rounds_s": beside[kind][WARMUP_ROUNDS:],
+                   "median_s": statistics.median(beside[kind][WARMUP_ROUNDS:])}
+            for kind, method in (("read", floors.BEST_READ[dialect]), ("write", floors.BEST_WRITE[dialect]))},
     })
+
+
+def _floors_beside(database: rig.Seeded, dialect: str, beside: dict[str, list[float]]) -> None:
+    """The best read floor on the seeded database (a read changes nothing), then the best
+    write floor of the distinct values on a fresh copy, each settled first as in their own
+    benches; their times are appended to `beside`."""
+    database.settle()
+    read = floors.prepare_read(dialect, database.url, floors.BEST_READ[dialect], rig.HOST)
+    beside["read"].append(_timed(read, database.volumes))
+    rows, _ = rig.update_data(database.url, "distinct")
+    write = floors.PREPARE[dialect](database.fresh(), floors.BEST_WRITE[dialect], rig.WRITE_COLUMNS, rows, rig.HOST)
+    beside["write"].append(_timed(write, database.volumes))
+
+
+def _timed(runner, rows: int) -> float:
+    started = time.perf_counter()
+    done = runner()
+    elapsed = time.perf_counter() - started
+    assert done == rows, (done, rows)
+    return elapsed
 
 
 def _cinder_loop(benchmark, database: rig.Seeded, dialect: str, workdir) -> None:

@@ -28,7 +28,7 @@ from cinder_promote.drivers.bulk import same_for_all
 
 VOLUMES = 100_000
 ROUNDS = 5
-COLUMNS = ["replication_status", "replication_driver_data", "replication_extended_status"]
+COLUMNS = rig.WRITE_COLUMNS
 
 CASES = []
 for _dialect in rig.DIALECTS:
@@ -36,18 +36,6 @@ for _dialect in rig.DIALECTS:
         for _method in ["ours", *(floors.METHODS[_dialect] if _case == "distinct"
                                   else floors.SAME_METHODS_OF.get(_dialect, floors.SAME_METHODS))]:
             CASES.append(pytest.param(_dialect, _case, _method, id=f"{rig.LABELS[_dialect]}-{_case}-{_method}"))
-
-_ids: dict[str, list[str]] = {}
-
-
-def _data(database: rig.Seeded, case: str) -> tuple[list[tuple], dict[str, str] | None]:
-    if database.url not in _ids:
-        _ids[database.url] = rig.volume_ids(database.url)
-    tag = rig.new_tag()
-    ids = _ids[database.url]
-    if case == "same":
-        return [(i,) for i in ids], {"replication_status": "enabled", "replication_extended_status": f"shared ({tag})"}
-    return [(i, "enabled", f"backend-c:pair-{i}-{tag}", f"replicating to backend-c ({tag})") for i in ids], None
 
 
 def prepare_ours(url: str, rows: list[tuple], same: dict[str, str] | None):
@@ -85,7 +73,7 @@ def test_write(benchmark, seeded, dialect, case, method):
 
     def setup():
         url = database.fresh()
-        rows, same = _data(database, case)
+        rows, same = rig.update_data(database.url, case)
         if method == "ours":
             return (prepare_ours(url, rows, same),), {}
         return (floors.PREPARE[dialect](url, method, COLUMNS, rows, rig.HOST, same),), {}
