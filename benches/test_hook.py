@@ -17,10 +17,11 @@ Target (issue 4): the hook at 100,000 volumes at least 100x Cinder's rows/s,
 on SQLite and PostgreSQL.
 
 Before each round of the hook, its database's best read floor and best write
-floor (floors.py, BEST_READ and BEST_WRITE) are timed on the same seeded rows,
-each on its own fresh copy: issue 15's target compares the whole hook with
-their sum, and measured minutes apart in the read and write benches the same
-code moved by up to a fifth between runs on this shared machine.
+floor (floors.py, BEST_READ and BEST_WRITE) are timed on the same seeded rows
+(the read on the seeded database, the write on a copy of its own): issue 15's
+target compares the whole hook with their sum, and measured minutes apart in
+the read and write benches the same code moved by up to a fifth between runs
+on this shared machine.
 """
 
 from __future__ import annotations
