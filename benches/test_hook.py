@@ -68,7 +68,7 @@ def _hook(benchmark, database: rig.Seeded, dialect: str) -> None:
         _floors_beside(database, dialect, beside)
         engine = open_engine(database.fresh())
         engines.append(engine)
-        driver = ReferenceDriver(replication_target=f"backend-{rig.new_tag()}")
+        driver = ReferenceDriver(replication_target=rig.new_target())
         driver.do_setup(None)
         return (engine, driver), {}
 

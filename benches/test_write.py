@@ -11,7 +11,9 @@ values in every round (floors.py says why and what the floors are).
 "ours" is exactly the hook's write phase (`hook.write_plan` in
 `bulk.transaction`, PostgreSQL's asyncpg connection included) on the plan
 the planner made of that answer (on MariaDB through mysqlclient, identical values by
-host after the exact-rows proof, as the hook does). Target (issue 4): within 1.5x the floor.
+host after the exact-rows proof, as the hook does), with Python's collector limited to
+its youngest generation as in the hook's work; the floors run with it off
+(floors.without_collector). Target (issue 4): within 1.5x the floor.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ def prepare_ours(url: str, rows: list[tuple], same: dict[str, str] | None):
 
     def run() -> int:
         try:
-            with bulk.transaction(engine) as writer:
+            # With the collector as the hook's work has it (only its youngest generation).
+            with queries.records_spared_by_collector(), bulk.transaction(engine) as writer:
                 hook.write_plan(writer, plan, owner=owner, loaded={"volumes": len(ids), "groups": 0})
         finally:
             engine.dispose()
