@@ -223,8 +223,14 @@ class Report:
                  " skips rows whose values do not change. SQLite and PostgreSQL rounds get a fresh copy of the seeded"
                  " database (file copy; `CREATE DATABASE ... TEMPLATE`), MariaDB rounds share one database, and every"
                  " round writes values no earlier round wrote. Seeded tables are analyzed, as autovacuum would have done."
-                 " Before each timed round the copy is written out (`CHECKPOINT` on PostgreSQL, then `sync`), so"
-                 " that no round pays for the write-back of what preparing it, or an earlier round, left in memory.",
+                 " Before each timed round the copy is written out (`CHECKPOINT` on PostgreSQL, then `sync`; on MariaDB"
+                 " the round waits for InnoDB's purge of the last round's write), so that no round pays for the"
+                 " write-back of what preparing it, or an earlier round, left in memory. Every method writes values of"
+                 " the same length (the reference driver's answer to a new target): on MariaDB a longer value than the"
+                 " last round's cannot be written in place.",
+                 "- The floors are the database and its driver alone: they run with Python's cyclic collector off. The"
+                 " hook, and `ours` in the write benches, run with it as the hook's work has it (its youngest generation"
+                 " only, `records_spared_by_collector`).",
                  "- The data: a stopped, promoted service `bench-node@bench` whose volumes (four pools) and groups are"
                  " `failed-over`; the reference driver answers a distinct pair per volume (`replication_status`,"
                  " `replication_driver_data`, `replication_extended_status`) and one shared update for the groups.",
@@ -409,7 +415,9 @@ class Report:
                  " over every volume of the host, the RPC servers, `init_host_with_rpc`) booted on a database holding the"
                  " host's volumes, once with Cinder 29.0.0 as released and once with the patch series, whose `init_host`"
                  " runs the startup hook with cinder-promote's reference driver (`benches/test_startup.py`). Each boot is"
-                 " a fresh process; the time is the service's start, measured inside it."
+                 " a fresh process; the time is the service's start, measured inside it ("
+                 + ", ".join(f"{n} boots per case at {v:,} volumes" for v, n in sorted(
+                     {b["extra_info"]["volumes"]: len(b["stats"]["data"]) for b in rows}.items())) + ")."
                  + (" Each patched boot comes right after an unpatched one on the same database (`unpatched beside it`,"
                     " the median of those boots), and `vs unpatched` compares with them: the machine drifts between cases"
                     " run minutes apart." if any(b["extra_info"].get("paired_unpatched_s") for b in rows) else ""), "",
