@@ -362,10 +362,11 @@ class Report:
                  " alone (`benches/floors.py`, read floors), five rounds after one warm-up; the hook's own load is the"
                  " `load` phase above. The whole hook is then compared with the sum of the best read floor and the best"
                  " write floor (distinct values) of its database: what the database and its fastest driver need at"
-                 " least to read and write the same rows, with no driver, planning or fence. Those two floors are timed"
-                 " again right before each round of the hook, each settled first as in its own bench (the write on a"
-                 " copy of its own), and the sum below takes their medians from there: measured minutes apart, the same"
-                 " code moved by up to a fifth between benches of one run on this shared machine.", "",
+                 " least to read and write the same rows, with no driver, planning or fence."
+                 + (" Those two floors are timed again right before each round of the hook, each settled first as in its"
+                    " own bench (the write on a copy of its own), and the sum below takes their medians from there:"
+                    " measured minutes apart, the same code moved by up to a fifth between benches of one run on this"
+                    " shared machine." if any(f["beside"] for f in sums.values()) else ""), "",
                  "| database | method | median | rows/s | hook's load / this |", "| --- | --- | --- | --- | --- |")
         hook = self.hook()
         for dialect, r in read.items():
