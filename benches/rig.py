@@ -134,10 +134,9 @@ class Seeded:
         hook measured after the SQLite rounds (whose Cinder loop syncs every save)
         took 1.5x as long as the same hook run alone. On MariaDB, whose rounds share
         one database, InnoDB's purge of the last round's old row versions runs in the
-        background for about 0.7 s after a write of 100,000 rows: a round that starts
-        meanwhile shares the two cores with it (an identical-values write measured
-        0.37 s and 0.48 s in alternate rounds), so the round waits for it. Done before
-        every timed round of the hook, of Cinder's loop and of the write methods alike."""
+        background for about 0.7 s after a write of 100,000 rows: a round that started
+        meanwhile would share the two cores with it, so the round waits for it. Done
+        before every timed round of the hook, of Cinder's loop and of the write methods alike."""
         if self.dialect == "postgresql":
             self.factory._exec("CHECKPOINT")
         elif self.dialect == "mysql":
