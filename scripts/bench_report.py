@@ -186,7 +186,7 @@ class Report:
         self.method()
         self.target_table(hook, write, sums)
         self.hook_section(hook, write)
-        self.floors_section(read, sums)
+        self.floors_section(hook, write, read, sums)
         self.write_section(write)
         self.startup_section(sums)
         self.planner_section()
@@ -354,7 +354,7 @@ class Report:
                      " for Cinder's own saves; only a table with free space in its pages (fillfactor, which we may not"
                      " change on Cinder's tables) would make it cheaper.", "")
 
-    def floors_section(self, read: dict, sums: dict) -> None:
+    def floors_section(self, hook: dict, write: dict, read: dict, sums: dict) -> None:
         if not read:
             return
         self.add("## The load against each database's read floor", "",
@@ -368,7 +368,6 @@ class Report:
                     " measured minutes apart, the same code moved by up to a fifth between benches of one run on this"
                     " shared machine." if any(f["beside"] for f in sums.values()) else ""), "",
                  "| database | method | median | rows/s | hook's load / this |", "| --- | --- | --- | --- | --- |")
-        hook = self.hook()
         for dialect, r in read.items():
             load = hook[dialect]["ours"]["extra_info"]["phases_s"].get("load") if dialect in hook else None
             for b in sorted(r["floors"], key=median):
@@ -385,7 +384,7 @@ class Report:
                          f" {f['write']['method']} {seconds(f['write']['s'])} | {seconds(f['floors_s'])} |"
                          f" {f['ratio']:.2f}x |")
             self.add("")
-            write, stale = self.write(), []
+            stale = []
             for dialect, f in sums.items():
                 own = {"read": read.get(dialect, {}).get("best"), "write": write.get((dialect, "distinct"), {}).get("best")}
                 for kind, best in own.items():
